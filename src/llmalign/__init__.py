@@ -1,0 +1,1 @@
+"""llmalign: preference alignment of language models (log-probs, preference losses, diagnostics, trainer)."""

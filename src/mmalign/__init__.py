@@ -1,0 +1,1 @@
+"""mmalign: alignment across modalities (context, das, altmoe)."""

@@ -1,0 +1,59 @@
+"""A small real regression task shared by the training-loop tests (also run under torchrun)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from aligncore.training import TrainConfig, fit
+
+
+def make_task(seed: int = 0, n: int = 96):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    w = torch.randn(5, 1, generator=g)
+    y = x @ w + 0.1 * torch.randn(n, 1, generator=g)
+    return TensorDataset(x[:64], y[:64]), (x[64:], y[64:])
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def loss_fn(model, batch):
+    x, y = batch
+    return nn.functional.mse_loss(model(x), y)
+
+
+def run(out_dir: str, *, max_epochs: int = 6, batch_size: int = 8, max_steps=None, ckpt_steps=None,
+        grad_accum: int = 1, patience=None):
+    torch.manual_seed(123)
+    model = Net()
+    train, (vx, vy) = make_task()
+
+    def evaluate(m):
+        return {"val_loss": float(nn.functional.mse_loss(m(vx), vy))}
+
+    cfg = TrainConfig(out_dir=out_dir, max_epochs=max_epochs, batch_size=batch_size, lr=1e-2, progress=False,
+                      max_steps=max_steps, checkpoint_every_steps=ckpt_steps, grad_accum=grad_accum,
+                      patience=patience, restore_best=False)
+    return model, fit(model, train, loss_fn=loss_fn, config=cfg, evaluate=evaluate)
+
+
+if __name__ == "__main__":  # torchrun entry: python -m torch.distributed.run ... _train_task.py OUT BS
+    out, bs = sys.argv[1], int(sys.argv[2])
+    model, res = run(out, batch_size=bs)
+    import torch.distributed as dist  # noqa: F401
+    import os
+    if int(os.environ.get("RANK", "0")) == 0:
+        with open(f"{out}/result.json", "w") as fh:
+            json.dump({"final": res.final_metrics, "weights": [p.detach().flatten().tolist() for p in model.parameters()]}, fh)
