@@ -85,10 +85,27 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, source: str = "con
 def parse_config(cls: type[T], argv: list[str] | None = None, *, description: str | None = None,
                  parser: argparse.ArgumentParser | None = None) -> T:
     """Parse command-line flags (and ``--config file.yaml``) into an instance of dataclass ``cls``."""
-    parser = parser or argparse.ArgumentParser(description=description or (cls.__doc__ or "").strip().split("\n")[0])
+    return parse_configs([cls], argv, description=description, parser=parser)[0]
+
+
+def parse_configs(classes: list[type], argv: list[str] | None = None, *, description: str | None = None,
+                  parser: argparse.ArgumentParser | None = None) -> list[Any]:
+    """Like :func:`parse_config` for several dataclasses at once (e.g. a method's config and
+    :class:`aligncore.training.TrainConfig`); field names must not collide. ``--config`` may hold the
+    options of all of them in one flat mapping."""
+    seen: dict[str, str] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                raise ValueError(f"option {f.name!r} defined by both {seen[f.name]} and {cls.__name__}")
+            seen[f.name] = cls.__name__
+    parser = parser or argparse.ArgumentParser(
+        description=description or (classes[0].__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML (or JSON) file of options; flags on the command line override it")
-    add_config_arguments(parser, cls)
+    for cls in classes:
+        group = parser.add_argument_group(cls.__name__)
+        add_config_arguments(group, cls)  # type: ignore[arg-type]
     ns = vars(parser.parse_args(argv))
     cfg_path = ns.pop("config", None)
     values: dict[str, Any] = {}
@@ -101,11 +118,17 @@ def parse_config(cls: type[T], argv: list[str] | None = None, *, description: st
             parser.error(f"--config {cfg_path}: expected a mapping of options at top level")
         values.update({k.replace("-", "_"): v for k, v in loaded.items()})
     values.update(ns)
-    try:
-        return config_from_dict(cls, values, source=str(cfg_path) if cfg_path else "command line")
-    except (TypeError, ValueError) as e:
-        parser.error(str(e))
-        raise  # unreachable
+    unknown = sorted(set(values) - set(seen))
+    if unknown:
+        parser.error(f"{cfg_path or 'command line'}: unknown option(s) {unknown}")
+    out = []
+    for cls in classes:
+        mine = {k: v for k, v in values.items() if seen.get(k) == cls.__name__}
+        try:
+            out.append(config_from_dict(cls, mine, source=str(cfg_path) if cfg_path else "command line"))
+        except (TypeError, ValueError) as e:
+            parser.error(str(e))
+    return out
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
