@@ -118,7 +118,7 @@ def sinkhorn(
         raise ValueError(f"cost of shape {tuple(cost.shape)} contains non-finite values")
     wa = check_marginal(a, "a", B, n, squeezed, ma, C)
     wb = check_marginal(b, "b", B, m, squeezed, mb, C)
-    sa, sb = wa.sum(dim=1), wb.sum(dim=1)
+    sa, sb = wa.detach().sum(dim=1), wb.detach().sum(dim=1)
     if not torch.allclose(sa, sb, rtol=1e-4, atol=1e-6 * float(sa.abs().max())):
         raise ValueError(
             f"a and b must have equal total mass per problem; got a sums {sa.tolist()[:4]} and b sums {sb.tolist()[:4]}"

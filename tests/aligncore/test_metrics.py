@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from aligncore import metrics as M
+
+
+def test_ranks_hits_mrr_by_hand():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.8], [0.3, 0.3, 0.3]])
+    target = torch.tensor([0, 2, 1])
+    # row 0: best -> 1; row 1: tied with one other at the top -> 1.5 (average), 1 / 2 (opt / pess)
+    # row 2: three-way tie -> 2 (average), 1, 3
+    assert M.rank_of_target(scores, target).tolist() == [1.0, 1.5, 2.0]
+    assert M.rank_of_target(scores, target, ties="optimistic").tolist() == [1.0, 1.0, 1.0]
+    assert M.rank_of_target(scores, target, ties="pessimistic").tolist() == [1.0, 2.0, 3.0]
+    ranks = M.rank_of_target(scores, target)
+    assert M.hits_at_k(ranks, 1) == pytest.approx(1 / 3)
+    assert M.hits_at_k(ranks, 2) == pytest.approx(1.0)
+    assert M.mrr(ranks) == pytest.approx((1 + 1 / 1.5 + 1 / 2) / 3)
+
+
+def test_recall_and_ndcg_by_hand():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.3, 0.4]])
+    rel = torch.tensor([[0, 1, 0, 1], [1, 0, 0, 0]])
+    # top-2 of row 0 = items 0, 1 -> 1 of 2 relevant; row 1 top-2 = items 3, 2 -> 0 of 1
+    assert M.recall_at_k(scores, rel, 2) == pytest.approx((0.5 + 0.0) / 2)
+    dcg0 = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg0 = 1 + 1 / math.log2(3)
+    dcg1 = 1 / math.log2(5)
+    assert M.ndcg_at_k(scores, rel, 4) == pytest.approx((dcg0 / idcg0 + dcg1 / 1.0) / 2)
+    assert M.ndcg_single(torch.tensor([1.0, 3.0, 11.0]), 10) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_topk_ties_broken_by_index():
+    scores = torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    assert M.recall_at_k(scores, torch.tensor([[1, 0, 0, 0]]), 1) == 1.0
+    assert M.recall_at_k(scores, torch.tensor([[0, 0, 0, 1]]), 1) == 0.0
+
+
+def test_regression_by_hand():
+    p, t = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 4.0, 1.0])
+    assert M.mse(p, t) == pytest.approx((0 + 4 + 9) / 3)
+    assert M.mae(p, t) == pytest.approx((0 + 2 + 3) / 3)
+    assert M.rmse(p, t) == pytest.approx(math.sqrt(13 / 3))
+    with pytest.raises(ValueError, match="same shape"):
+        M.mse(p, t[:2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(3, 40), st.integers(2, 6))
+def test_rank_correlations_match_scipy(seed, n, levels):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, size=n).astype(float)  # many ties
+    y = x + rng.integers(0, levels, size=n)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return
+    assert float(M.kendall_tau(torch.tensor(x), torch.tensor(y))) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert float(M.spearman_rho(torch.tensor(x), torch.tensor(y))) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_rank_correlations_batched_and_chunked():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3, 50)), rng.normal(size=(3, 50))
+    tau = M.kendall_tau(torch.tensor(x), torch.tensor(y), chunk=7)
+    rho = M.spearman_rho(torch.tensor(x), torch.tensor(y))
+    for k in range(3):
+        assert float(tau[k]) == pytest.approx(stats.kendalltau(x[k], y[k]).statistic)
+        assert float(rho[k]) == pytest.approx(stats.spearmanr(x[k], y[k]).statistic)
+
+
+def test_rank_validation():
+    with pytest.raises(ValueError, match="ties must be one of"):
+        M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 1]), ties="random")
+    with pytest.raises(ValueError, match="target indices"):
+        M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 3]))

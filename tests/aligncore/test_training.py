@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _train_task as task  # noqa: E402
+
+from aligncore.training import EpochSampler, TrainConfig, fit  # noqa: E402
+
+HERE = Path(__file__).parent
+SCRIPT = HERE / "_train_task.py"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _run_script(out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), str(out), *args], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_training_lowers_validation_loss(tmp_path):
+    _, res = task.run(str(tmp_path / "a"), max_epochs=6)
+    losses = [h["val_loss"] for h in res.history]
+    assert losses[-1] < 0.5 * losses[0]
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "a" / "best.pt").exists() and (tmp_path / "a" / "last.pt").exists()
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    full = _run_script(tmp_path / "full", "8", "0.1")
+    assert full.returncode == 0, full.stderr
+    killed = _run_script(tmp_path / "cut", "8", "0.1", "29")  # dies inside epoch 4 (8 batches an epoch)
+    assert killed.returncode == 17
+    assert not (tmp_path / "cut" / "result.json").exists()
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert ck["loop"]["batch_in_epoch"] > 0  # a mid-epoch checkpoint is what we resume from
+    resumed = _run_script(tmp_path / "cut", "8", "0.1")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full" / "result.json").read_text())
+    b = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert a["final"] == b["final"] and a["steps"] == b["steps"]
+    assert a["weights"] == b["weights"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_match_single_process(tmp_path):
+    single = _run_script(tmp_path / "one", "8", "0.0")
+    assert single.returncode == 0, single.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           f"--master_port={_free_port()}", "--master_addr=127.0.0.1", str(SCRIPT), str(tmp_path / "two"), "4", "0.0"]
+    two = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "result.json").read_text())
+    b = json.loads((tmp_path / "two" / "result.json").read_text())
+    # 2 x 4 examples with gradient averaging == 8 examples in one process (same global order)
+    assert a["steps"] == b["steps"]
+    assert a["final"]["val_loss"] == pytest.approx(b["final"]["val_loss"], rel=1e-4)
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        assert torch.allclose(torch.tensor(wa), torch.tensor(wb), atol=1e-5)
+
+
+def test_grad_accumulation_equals_bigger_batch(tmp_path):
+    m1, r1 = task.run(str(tmp_path / "a"), batch_size=8, max_epochs=2, dropout=0.0)
+    m2, r2 = task.run(str(tmp_path / "b"), batch_size=4, grad_accum=2, max_epochs=2, dropout=0.0)
+    # batches of 4 in the order of the batch-of-8 run: [0:4]+[4:8] == [0:8] when the permutation is shared
+    assert r1.steps == r2.steps
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_early_stopping_and_max_steps(tmp_path):
+    _, res = task.run(str(tmp_path / "a"), max_epochs=50, patience=2, lr=0.3)
+    assert res.stopped_early and res.epochs < 50
+    best = min(h["val_loss"] for h in res.history)
+    assert res.best_metric == best
+    _, res2 = task.run(str(tmp_path / "b"), max_epochs=50, max_steps=11)
+    assert res2.steps == 11
+
+
+def test_epoch_sampler_partitions_and_resumes():
+    full = list(EpochSampler(10, seed=3, epoch=2, shuffle=True))
+    assert sorted(full) == list(range(10))
+    assert list(EpochSampler(10, seed=3, epoch=2, shuffle=True, skip=4)) == full[4:]
+    r0 = list(EpochSampler(10, seed=3, epoch=2, shuffle=True, rank=0, world=2))
+    r1 = list(EpochSampler(10, seed=3, epoch=2, shuffle=True, rank=1, world=2))
+    assert sorted(r0 + r1) == list(range(10)) and r0 == full[0::2]
+    assert full != list(EpochSampler(10, seed=3, epoch=3, shuffle=True))
+
+
+def test_bad_configuration(tmp_path):
+    model = task.Net()
+    train, _ = task.make_task()
+    with pytest.raises(ValueError, match="train_data is empty"):
+        fit(model, torch.utils.data.TensorDataset(torch.zeros(0, 5)), loss_fn=task.loss_fn,
+            config=TrainConfig(out_dir=str(tmp_path), progress=False))
+    with pytest.raises(KeyError, match="lacks monitor"):
+        fit(model, train, loss_fn=task.loss_fn, evaluate=lambda m: {"acc": 1.0},
+            config=TrainConfig(out_dir=str(tmp_path / "k"), max_epochs=1, progress=False))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(model, train, loss_fn=task.loss_fn, config=TrainConfig(out_dir=str(tmp_path / "z"), progress=False))
