@@ -1,1 +1,13 @@
 """graphalign: graph edit distance with general edit costs (exact solver, bounds, labels, neural estimators)."""
+
+from .bounds import GEDBounds, ged_bounds
+from .costs import COST_PRESETS, GRAPHEDX, UNIT, EditCosts, get_costs
+from .edit_path import EditOp, apply_edit_path, edit_path, path_cost
+from .exact import GEDResult, as_graph_arrays, exact_ged, mapping_cost
+
+__all__ = [
+    "EditCosts", "UNIT", "GRAPHEDX", "COST_PRESETS", "get_costs",
+    "GEDResult", "exact_ged", "mapping_cost", "as_graph_arrays",
+    "GEDBounds", "ged_bounds",
+    "EditOp", "edit_path", "apply_edit_path", "path_cost",
+]
