@@ -1,0 +1,385 @@
+r"""Paired multimodal data for Alt-MoE: row-aligned embeddings of two or more modalities, with splits.
+
+A :class:`PairSet` holds, for every modality, the frozen-encoder embedding of the same :math:`N` objects (row
+:math:`i` of every modality is object :math:`i`), and train/validation/test row indices. Bundled sets:
+
+- :func:`movielens_pairs`: MovieLens latest-small movies, content (title, genres, tags through SmolLM2-135M,
+  pooled) against behaviour (matrix factorisation of the ratings);
+- :func:`dbp15k_pairs`: DBP15K linked entities, structure embeddings of the first KG (Chinese or Japanese
+  DBpedia) against name embeddings (SmolLM2) of the second (English DBpedia);
+- :func:`synthetic_pairs`: a planted linear correspondence (tests);
+- :func:`folder_pairs`: any folder of ``<modality>.npy`` files (or embedding stores) plus ``split.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aligncore.data import resolve_dataset
+
+from .store import EmbeddingStore
+
+__all__ = ["PairSet", "split_indices", "synthetic_pairs", "movielens_pairs", "movielens_items",
+           "movielens_text_store", "dbp15k_pairs", "dbp15k_links", "folder_pairs", "load_pairs",
+           "MOVIELENS", "VENDORED_MOVIELENS_TEXT"]
+
+MOVIELENS = "recsys/ml-latest-small"
+VENDORED_MOVIELENS_TEXT = "altmoe/movielens_smollm2_pca128.npz"
+
+
+@dataclass
+class PairSet:
+    r"""Row-aligned embeddings of several modalities of the same objects.
+
+    Args:
+        name (str): a label for logs and results.
+        modalities (dict[str, Tensor]): modality name to float32 embeddings :math:`(N, d_m)`.
+        ids (list[str]): the name of each row (item id, entity URI, ...).
+        train, val, test (Tensor): disjoint row indices (long).
+        info (dict): provenance (encoders, dimensions, sources).
+    """
+
+    name: str
+    modalities: dict[str, Tensor]
+    ids: list[str]
+    train: Tensor
+    val: Tensor
+    test: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.modalities) < 2:
+            raise ValueError(f"pair set {self.name!r}: needs at least two modalities, got {list(self.modalities)}")
+        n = len(self.ids)
+        for k, v in self.modalities.items():
+            if v.dim() != 2 or v.shape[0] != n:
+                raise ValueError(f"pair set {self.name!r}: modality {k!r} has shape {tuple(v.shape)}, "
+                                 f"expected ({n}, d)")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"pair set {self.name!r}: modality {k!r} contains non-finite values")
+        for part in ("train", "val", "test"):
+            idx = getattr(self, part)
+            if idx.numel() and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"pair set {self.name!r}: {part} indices out of range [0, {n})")
+        all_idx = torch.cat([self.train, self.val, self.test])
+        if all_idx.unique().numel() != all_idx.numel():
+            raise ValueError(f"pair set {self.name!r}: train, val and test overlap")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.modalities)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {k: int(v.shape[1]) for k, v in self.modalities.items()}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def standardised(self) -> PairSet:
+        """A copy with every modality z-scored per column with the training rows' mean and std."""
+        mods = {}
+        for k, v in self.modalities.items():
+            tr = v[self.train]
+            mods[k] = (v - tr.mean(0)) / (tr.std(0) + 1e-6)
+        return PairSet(self.name, mods, self.ids, self.train, self.val, self.test,
+                       {**self.info, "standardised": True})
+
+
+def split_indices(n: int, val: float = 0.1, test: float = 0.1, *, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """A seeded random split of ``range(n)`` into train/val/test index tensors."""
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ValueError(f"val={val} and test={test} must be fractions with val + test < 1")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_te, n_va = int(round(n * test)), int(round(n * val))
+    return perm[n_te + n_va:].sort().values, perm[n_te:n_te + n_va].sort().values, perm[:n_te].sort().values
+
+
+def synthetic_pairs(n: int = 600, dims: tuple[int, ...] = (24, 16), *, noise: float = 0.05, nonlinear: bool = False,
+                    seed: int = 0) -> PairSet:
+    r"""A planted correspondence: a hidden :math:`z \sim \mathcal N(0, I_{8})` and modality :math:`m` is
+    :math:`x_m = z W_m + \sigma \epsilon` (:math:`\tanh` applied when :obj:`nonlinear`), :math:`W_m` random."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 8, generator=g)
+    mods = {}
+    for i, d in enumerate(dims):
+        w = torch.randn(8, d, generator=g) / 8 ** 0.5
+        x = z @ w
+        if nonlinear:
+            x = torch.tanh(2 * x)
+        mods[f"m{i}"] = x + noise * torch.randn(n, d, generator=g)
+    tr, va, te = split_indices(n, 0.15, 0.25, seed=seed)
+    return PairSet("synthetic", mods, [str(i) for i in range(n)], tr, va, te, {"noise": noise, "seed": seed})
+
+
+# ------------------------------------------------------------------------------------------ MovieLens
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """Open ``path`` or, when missing, ``path.gz`` as UTF-8 text."""
+    if path.exists():
+        return open(path, encoding="utf-8", newline="")
+    gz = path.with_name(path.name + ".gz")
+    if gz.exists():
+        return io.TextIOWrapper(gzip.open(gz, "rb"), encoding="utf-8", newline="")
+    raise FileNotFoundError(f"neither {path} nor {gz} exists")
+
+
+def _resolve(name: str, root: str | os.PathLike | None, probe: str) -> Path:
+    """:func:`resolve_dataset` accepting ``probe`` or its gzip'd copy ``probe.gz`` as the marker file."""
+    try:
+        return resolve_dataset(name, root, must_contain=probe)
+    except FileNotFoundError:
+        return resolve_dataset(name, root, must_contain=probe + ".gz")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with _open_text(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def movielens_items(root: str | os.PathLike | None = None, *, max_tags: int = 8) -> dict[str, Any]:
+    r"""MovieLens latest-small items that have at least one rating, with their content text and ratings.
+
+    Returns:
+        dict: ``movie_ids`` (sorted ints), ``texts`` (``"<title>. Genres: ... Tags: ..."``, up to
+        :obj:`max_tags` most frequent tags), ``users``, ``items``, ``ratings`` (0-based arrays), ``n_users``.
+    """
+    path = _resolve(MOVIELENS, root, "movies.csv")
+    movies = {int(r["movieId"]): r for r in _read_csv(path / "movies.csv")}
+    rat = _read_csv(path / "ratings.csv")
+    rated = sorted({int(r["movieId"]) for r in rat})
+    missing = [m for m in rated if m not in movies]
+    if missing:
+        raise ValueError(f"{path / 'ratings.csv'}: movieIds {missing[:5]} are not in movies.csv")
+    tags: dict[int, Counter[str]] = defaultdict(Counter)
+    for r in _read_csv(path / "tags.csv"):
+        tags[int(r["movieId"])][r["tag"].strip().lower()] += 1
+    texts = []
+    for m in rated:
+        genres = movies[m]["genres"]
+        g = "none" if genres == "(no genres listed)" else ", ".join(genres.split("|"))
+        t = ", ".join(k for k, _ in sorted(tags[m].items(), key=lambda kv: (-kv[1], kv[0]))[:max_tags])
+        texts.append(f"{movies[m]['title']}. Genres: {g}." + (f" Tags: {t}." if t else ""))
+    col = {m: i for i, m in enumerate(rated)}
+    user_ids = sorted({int(r["userId"]) for r in rat})
+    urow = {u: i for i, u in enumerate(user_ids)}
+    return {"movie_ids": rated, "texts": texts,
+            "users": np.array([urow[int(r["userId"])] for r in rat], dtype=np.int64),
+            "items": np.array([col[int(r["movieId"])] for r in rat], dtype=np.int64),
+            "ratings": np.array([float(r["rating"]) for r in rat], dtype=np.float64),
+            "n_users": len(user_ids), "source": str(path)}
+
+
+def default_cache(*parts: str) -> Path:
+    from aligncore.lm import cache_dir
+
+    return cache_dir().joinpath("altmoe", *parts)
+
+
+def movielens_text_store(root: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
+                         model: str = "smollm2", max_layers: int | None = 8, batch_size: int = 32,
+                         threads: int | None = None,
+                         progress: bool = True) -> EmbeddingStore:
+    """Build (once) or open the SmolLM2 content-embedding store of the MovieLens items (576-d float32);
+    ``store`` defaults to ``$ALIGNKIT_CACHE/altmoe/movielens-smollm2``. By default only the first 8 of
+    SmolLM2's 30 layers run (mean of the states of layers 7 and 8), about a quarter of the cost on a CPU.
+    Texts are encoded longest first so batches pad little; rows keep the sorted movie-id order."""
+    from .encoders import LMTextEncoder
+    from .store import build_store
+
+    items = movielens_items(root)
+    path = Path(store) if store is not None else default_cache("movielens-smollm2")
+    ids = [str(m) for m in items["movie_ids"]]
+    try:
+        st = EmbeddingStore(path)
+        if st.ids == ids:
+            return st
+    except (FileNotFoundError, ValueError):
+        pass
+    if threads is not None:
+        torch.set_num_threads(threads)
+    enc = LMTextEncoder(model, max_layers=max_layers)
+    texts = items["texts"]
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    tmp = build_store(path.with_name(path.name + ".by-length"), enc, [texts[i] for i in order],
+                      ids=[ids[i] for i in order], batch_size=batch_size, progress=progress,
+                      info={"encoder": f"LMTextEncoder({model}, n_layers=2, max_length=64, "
+                                            f"max_layers={max_layers})"})
+    from .store import StoreWriter
+
+    inv = np.argsort(np.asarray(order))
+    w = StoreWriter(path, len(ids), tmp.dim, ids=ids, info={**tmp.info, "texts": "movielens_items()"}, resume=False)
+    for a in range(0, len(ids), 2048):
+        w.write(tmp[inv[a:a + 2048]])
+    return w.close()
+
+
+def movielens_pairs(root: str | os.PathLike | None = None, *, text_store: str | os.PathLike | None = None,
+                    mf_dim: int = 64, val: float = 0.1, test: float = 0.1, seed: int = 0) -> PairSet:
+    r"""MovieLens latest-small: ``text`` (SmolLM2 content embeddings) against ``behaviour`` (rank-:obj:`mf_dim`
+    PureSVD item factors of the ratings), one row per rated movie (9,724), random 80/10/10 split by movie.
+
+    Args:
+        root (str, optional): the MovieLens folder or a folder containing ``recsys/ml-latest-small``.
+        text_store (str, optional): an embedding store built by :func:`movielens_text_store` (full 576-d
+            SmolLM2 embeddings); by default the bundled ``data/altmoe/movielens_smollm2_pca128.npz`` (the
+            same embeddings reduced by PCA to 128 dimensions, float16) is used.
+        mf_dim (int, optional): behaviour embedding width. (default: :obj:`64`)
+    """
+    from .encoders import mf_item_embeddings
+
+    items = movielens_items(root)
+    ids = [str(m) for m in items["movie_ids"]]
+    if text_store is not None:
+        st = EmbeddingStore(text_store)
+        missing = [i for i in ids if i not in st.index]
+        if missing:
+            raise ValueError(f"store {text_store}: lacks movie ids {missing[:5]} ({len(missing)} in all)")
+        text = st[[st.index[i] for i in ids]]
+        text_src = f"store {text_store} ({st.info.get('encoder', '?')})"
+    else:
+        npz_path = resolve_dataset("altmoe", None, must_contain="movielens_smollm2_pca128.npz") / \
+            "movielens_smollm2_pca128.npz"
+        z = np.load(npz_path)
+        row = {int(m): i for i, m in enumerate(z["movie_ids"])}
+        missing = [i for i in items["movie_ids"] if i not in row]
+        if missing:
+            raise ValueError(f"{npz_path}: lacks movie ids {missing[:5]} ({len(missing)} in all)")
+        text = torch.from_numpy(z["emb"][[row[i] for i in items["movie_ids"]]].astype(np.float32))
+        text_src = str(npz_path)
+    beh = mf_item_embeddings(items["users"], items["items"], items["ratings"], items["n_users"],
+                             len(ids), mf_dim, seed=seed)
+    tr, va, te = split_indices(len(ids), val, test, seed=seed)
+    return PairSet("movielens", {"text": text, "behaviour": beh}, ids, tr, va, te,
+                   {"text": text_src, "behaviour": f"PureSVD rank {mf_dim} of {items['source']}/ratings.csv"})
+
+
+# ------------------------------------------------------------------------------------------ DBP15K
+
+def _uri_name(uri: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(uri.rsplit("/", 1)[-1]).replace("_", " ")
+
+
+def dbp15k_links(pair: str = "zh_en", root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Raw DBP15K ``pair`` (``zh_en``/``ja_en``): KG1 triples and size, KG2 URIs, train and test links."""
+    base = _resolve("dbp15k", root, f"{pair}/ent_ids_1") / pair
+
+    def rows(name: str) -> list[list[str]]:
+        with _open_text(base / name) as fh:
+            return [line.rstrip("\n").split("\t") for line in fh if line.strip()]
+
+    ent1 = {int(r[0]): r[1] for r in rows("ent_ids_1")}
+    ent2 = {int(r[0]): r[1] for r in rows("ent_ids_2")}
+    trip = np.array([[int(x) for x in r] for r in rows("triples_1")], dtype=np.int64)
+    sup = np.array([[int(x) for x in r] for r in rows("sup_pairs")], dtype=np.int64)
+    ref = np.array([[int(x) for x in r] for r in rows("ref_pairs")], dtype=np.int64)
+    return {"ent1": ent1, "ent2": ent2, "triples1": trip, "sup": sup, "ref": ref, "source": str(base)}
+
+
+def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
+                 name_store: str | os.PathLike | None = None, struct_dim: int = 96, rel_dim: int = 32,
+                 val: float = 0.1, seed: int = 0, model: str = "smollm2", max_layers: int | None = 8,
+                 name_encoder=None, progress: bool = True) -> PairSet:
+    r"""DBP15K linked entities: ``structure`` of KG1 (:func:`~mmalign.altmoe.encoders.spectral_structure_embeddings`
+    of its relation triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built
+    once into an embedding store). The 4,500 seed links give train (minus :obj:`val` of them for validation),
+    the 10,500 reference links the test set.
+
+    Args:
+        name_store (str, optional): store folder for the KG2 name embeddings (built when missing).
+            (default: ``$ALIGNKIT_CACHE/altmoe/dbp15k-<pair>-names-smollm2``)
+        max_layers (int, optional): SmolLM2 layers run for the names (as for MovieLens). (default: :obj:`8`)
+        name_encoder (callable, optional): any frozen text encoder ``list[str] -> (b, d)`` instead of SmolLM2.
+    """
+    from .encoders import LMTextEncoder, spectral_structure_embeddings
+    from .store import build_store
+
+    raw = dbp15k_links(pair, root)
+    kg1 = sorted(raw["ent1"])
+    pos1 = {e: i for i, e in enumerate(kg1)}
+    trip = raw["triples1"]
+    edges = np.stack([[pos1[h] for h in trip[:, 0]], [pos1[t] for t in trip[:, 2]]], axis=1)
+    struct = spectral_structure_embeddings(edges, len(kg1), struct_dim, relations=trip[:, 1], rel_dim=rel_dim,
+                                           seed=seed)
+    links = np.concatenate([raw["sup"], raw["ref"]])
+    uris = [raw["ent2"][int(e)] for e in links[:, 1]]
+    names = [_uri_name(u) for u in uris]
+    path = Path(name_store) if name_store is not None else default_cache(f"dbp15k-{pair}-names-{model}")
+    try:
+        st = EmbeddingStore(path)
+        if st.ids != uris:
+            raise ValueError("ids differ")
+    except (FileNotFoundError, ValueError):
+        enc = name_encoder if name_encoder is not None else LMTextEncoder(model, max_length=32,
+                                                                         max_layers=max_layers)
+        st = build_store(path, enc, names, ids=uris, batch_size=64, progress=progress,
+                         info={"encoder": type(enc).__name__ if name_encoder is not None else
+                               f"LMTextEncoder({model}, n_layers=2, max_layers={max_layers})",
+                               "texts": "KG2 URI names"})
+    name_emb = st.load()
+    s = struct[[pos1[int(e)] for e in links[:, 0]]]
+    n_sup = len(raw["sup"])
+    perm = torch.randperm(n_sup, generator=torch.Generator().manual_seed(seed))
+    n_va = int(round(n_sup * val))
+    return PairSet(f"dbp15k-{pair.replace('_', '-')}", {"structure": s, "names": name_emb},
+                   [f"{raw['ent1'][int(a)]}|{raw['ent2'][int(b)]}" for a, b in links],
+                   perm[n_va:].sort().values, perm[:n_va].sort().values,
+                   torch.arange(n_sup, len(links)),
+                   {"structure": f"spectral {struct_dim} + relation-usage {rel_dim} of {raw['source']}/triples_1",
+                    "names": f"store {path}"})
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+def folder_pairs(path: str | os.PathLike, *, seed: int = 0) -> PairSet:
+    """A folder with one ``<modality>.npy`` file (or embedding-store subfolder) per modality, row-aligned,
+    and optionally ``split.json`` (``{"train": [...], "val": [...], "test": [...]}``; default 80/10/10)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"pair folder {path} does not exist")
+    mods: dict[str, Tensor] = {}
+    for p in sorted(path.iterdir()):
+        if p.suffix == ".npy":
+            mods[p.stem] = torch.from_numpy(np.load(p).astype(np.float32))
+        elif p.is_dir() and (p / "meta.json").exists():
+            mods[p.name] = EmbeddingStore(p).load()
+    if len(mods) < 2:
+        raise ValueError(f"{path}: needs at least two <modality>.npy files or stores, found {sorted(mods)}")
+    n = {k: v.shape[0] for k, v in mods.items()}
+    if len(set(n.values())) != 1:
+        raise ValueError(f"{path}: modalities have different row counts {n}")
+    (rows,) = set(n.values())
+    if (path / "split.json").exists():
+        sp = json.loads((path / "split.json").read_text())
+        tr, va, te = (torch.tensor(sp.get(k, []), dtype=torch.long) for k in ("train", "val", "test"))
+    else:
+        tr, va, te = split_indices(rows, 0.1, 0.1, seed=seed)
+    return PairSet(path.name, mods, [str(i) for i in range(rows)], tr, va, te, {"source": str(path)})
+
+
+def load_pairs(spec: str, root: str | os.PathLike | None = None, *, seed: int = 0,
+               text_store: str | None = None, progress: bool = True) -> PairSet:
+    """``"movielens"``, ``"dbp15k-zh-en"``, ``"dbp15k-ja-en"``, ``"synthetic"`` or a folder path."""
+    if spec == "movielens":
+        return movielens_pairs(root, text_store=text_store, seed=seed)
+    if spec in ("dbp15k-zh-en", "dbp15k-ja-en"):
+        return dbp15k_pairs(spec[len("dbp15k-"):].replace("-", "_"), root, seed=seed, progress=progress)
+    if spec == "synthetic":
+        return synthetic_pairs(seed=seed)
+    if Path(spec).is_dir():
+        return folder_pairs(spec, seed=seed)
+    raise ValueError(f"--pairs {spec!r}: expected movielens, dbp15k-zh-en, dbp15k-ja-en, synthetic or a folder")

@@ -1,0 +1,190 @@
+r"""Frozen unimodal encoders for Alt-MoE: pluggable callables ``list_of_inputs -> Tensor (b, d)``.
+
+Alt-MoE (`"Alt-MoE" <https://arxiv.org/abs/2409.05929>`_) never updates the unimodal encoders; only the
+connector learns. Any callable works as an encoder; this file holds the ones the bundled pair sets use:
+
+- :class:`LMTextEncoder`: a causal language model (SmolLM2-135M-Instruct by default, offline through
+  :func:`aligncore.lm.load_causal_lm`), masked mean of the hidden states of its last layers;
+- :func:`mf_item_embeddings`: behaviour embeddings of items from a truncated SVD of the user-centred rating
+  matrix ("PureSVD" matrix factorisation),
+
+  .. math::
+      R - \bar r_u \approx U \Sigma V^\top, \qquad e_i = \Sigma^{1/2} v_i;
+
+- :func:`spectral_structure_embeddings`: structure embeddings of a graph's nodes from the top singular vectors
+  of the symmetrically normalised adjacency with self-loops :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}`, optionally
+  joined with a TF-IDF/SVD embedding of which relation types each node uses (knowledge graphs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import svds
+from torch import Tensor, nn
+
+__all__ = ["LMTextEncoder", "mf_item_embeddings", "spectral_structure_embeddings", "freeze"]
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Set ``requires_grad=False`` on every parameter and put the module in eval mode."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+class LMTextEncoder(nn.Module):
+    r"""Frozen text encoder: masked mean over tokens of a causal LM's hidden states, averaged over the last
+    :obj:`n_layers` layers (the pooling of the Alt-MoE/M3-JEPA reference, which averages the last two).
+
+    .. math::
+        e(x) = \frac{1}{|L|\,T} \sum_{l \in L} \sum_{t=1}^{T} h^{(l)}_t(x)
+
+    Args:
+        model (str or nn.Module, optional): ``"smollm2"``, a local model folder, or a loaded causal LM (then
+            :obj:`tokenizer` is required). (default: :obj:`"smollm2"`)
+        tokenizer (optional): the tokenizer when :obj:`model` is a module.
+        n_layers (int, optional): how many of the last hidden-state layers to average. (default: :obj:`2`)
+        max_length (int, optional): truncate inputs to this many tokens. (default: :obj:`64`)
+        max_layers (int, optional): keep only the first this many decoder layers (the pooled states are then
+            those of layers ``max_layers - n_layers + 1 .. max_layers``); cuts the cost proportionally.
+            (default: :obj:`None`, all layers)
+        device (str, optional): where to run. (default: :obj:`"cpu"`)
+
+    Shapes:
+        - input: a list of :math:`b` strings
+        - output: :math:`(b, d_{model})`, float32
+    """
+
+    def __init__(self, model: str | nn.Module = "smollm2", tokenizer=None, *, n_layers: int = 2,
+                 max_length: int = 64, max_layers: int | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        if isinstance(model, nn.Module):
+            if tokenizer is None:
+                raise ValueError("LMTextEncoder: pass tokenizer= with a loaded model")
+            lm, tok = model, tokenizer
+        else:
+            from aligncore.lm import load_causal_lm
+
+            lm, tok = load_causal_lm(model, device=device)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "right"
+        if max_layers is not None:
+            body = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
+            if not 1 <= max_layers <= len(body.layers):
+                raise ValueError(f"max_layers must lie in [1, {len(body.layers)}], got {max_layers}")
+            body.layers = nn.ModuleList(list(body.layers)[:max_layers])
+            body.config.num_hidden_layers = max_layers
+        self.lm, self.tokenizer = freeze(lm.to(device)), tok
+        self.n_layers, self.max_length, self.device = n_layers, max_length, torch.device(device)
+        self.dim = int(lm.config.hidden_size)
+
+    def train(self, mode: bool = True) -> LMTextEncoder:  # stays frozen in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, texts: Sequence[str]) -> Tensor:
+        if isinstance(texts, str):
+            raise TypeError("LMTextEncoder expects a list of strings, got one string")
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                             max_length=self.max_length).to(self.device)
+        # the decoder body only: the vocabulary head is not needed and dominates the cost of a small LM
+        body = self.lm.get_decoder() if hasattr(self.lm, "get_decoder") else self.lm
+        out = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
+        hs = torch.stack(out.hidden_states[-self.n_layers:]).mean(0)  # (b, T, d)
+        m = enc["attention_mask"].unsqueeze(-1).to(hs.dtype)
+        return ((hs * m).sum(1) / m.sum(1).clamp_min(1.0)).float().cpu()
+
+
+def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
+                       dim: int = 64, *, seed: int = 0) -> Tensor:
+    r"""Item embeddings :math:`\Sigma^{1/2} V` of a rank-:obj:`dim` truncated SVD of the user-centred
+    rating matrix (unobserved entries 0 after centring).
+
+    Args:
+        users, items (np.ndarray): 0-based indices of each rating, shape :math:`(R,)`.
+        ratings (np.ndarray): rating values, shape :math:`(R,)`.
+        n_users, n_items (int): matrix size.
+        dim (int, optional): embedding width (< min(n_users, n_items)). (default: :obj:`64`)
+        seed (int, optional): seed of the ARPACK start vector. (default: :obj:`0`)
+
+    Returns:
+        Tensor: :math:`(n_{items}, dim)` float32, components sorted by decreasing singular value.
+    """
+    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    r = np.asarray(ratings, dtype=np.float64)
+    if not (users.shape == items.shape == r.shape) or users.ndim != 1:
+        raise ValueError(f"users, items, ratings must be 1-d of one length, got {users.shape}, {items.shape}, "
+                         f"{r.shape}")
+    if dim >= min(n_users, n_items):
+        raise ValueError(f"dim={dim} must be < min(n_users, n_items)={min(n_users, n_items)}")
+    sums = np.bincount(users, weights=r, minlength=n_users)
+    cnt = np.maximum(np.bincount(users, minlength=n_users), 1)
+    centred = r - (sums / cnt)[users]
+    mat = sp.csr_matrix((centred, (users, items)), shape=(n_users, n_items))
+    v0 = np.random.default_rng(seed).standard_normal(min(n_users, n_items))
+    _, s, vt = svds(mat, k=dim, v0=v0)
+    order = np.argsort(-s)
+    emb = vt[order].T * np.sqrt(s[order])[None, :]
+    emb = emb * np.sign(emb.sum(0, keepdims=True) + 1e-12)  # fix the sign of each component
+    return torch.from_numpy(emb.astype(np.float32))
+
+
+def spectral_structure_embeddings(edges: np.ndarray, n: int, dim: int = 64, *, relations: np.ndarray | None = None,
+                                  rel_dim: int = 0, seed: int = 0) -> Tensor:
+    r"""Structure embeddings of the :obj:`n` nodes of a graph (directions ignored).
+
+    The first :obj:`dim` columns are :math:`U_k \Sigma_k^{1/2}` of the top singular triplets of
+    :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}`. With :obj:`relations` and :obj:`rel_dim > 0`, :obj:`rel_dim`
+    more columns come from a truncated SVD of the TF-IDF weighted node-by-(relation, role) count matrix (how
+    often a node is the head or the tail of each relation type). Columns are standardised.
+
+    Args:
+        edges (np.ndarray): :math:`(E, 2)` node indices (heads, tails).
+        n (int): number of nodes.
+        dim (int, optional): spectral width. (default: :obj:`64`)
+        relations (np.ndarray, optional): relation id of each edge, :math:`(E,)`. (default: :obj:`None`)
+        rel_dim (int, optional): width of the relation-usage part. (default: :obj:`0`)
+        seed (int, optional): seed of the ARPACK start vectors. (default: :obj:`0`)
+
+    Returns:
+        Tensor: :math:`(n, dim + rel\_dim)` float32.
+    """
+    edges = np.asarray(edges, dtype=np.int64)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"edges must have shape (E, 2), got {edges.shape}")
+    if edges.size and (edges.min() < 0 or edges.max() >= n):
+        raise ValueError(f"edge endpoints must lie in [0, {n})")
+    rng = np.random.default_rng(seed)
+    h, t = edges[:, 0], edges[:, 1]
+    a = sp.coo_matrix((np.ones(2 * len(h)), (np.r_[h, t], np.r_[t, h])), shape=(n, n)).tocsr()
+    a.data[:] = 1.0
+    a = a + sp.identity(n, format="csr")
+    d = np.asarray(a.sum(1)).ravel()
+    dinv = sp.diags(1.0 / np.sqrt(d))
+    norm = dinv @ a @ dinv
+    u, s, _ = svds(norm, k=dim, v0=rng.standard_normal(n))
+    order = np.argsort(-s)
+    parts = [u[:, order] * np.sqrt(np.abs(s[order]))[None, :]]
+    if relations is not None and rel_dim > 0:
+        rel = np.asarray(relations, dtype=np.int64)
+        if rel.shape != h.shape:
+            raise ValueError(f"relations must have shape ({len(h)},), got {rel.shape}")
+        n_rel = int(rel.max()) + 1
+        cols = np.r_[rel, rel + n_rel]  # head role, tail role
+        c = sp.coo_matrix((np.ones(2 * len(h)), (np.r_[h, t], cols)), shape=(n, 2 * n_rel)).tocsr()
+        df = np.asarray((c > 0).sum(0)).ravel()
+        idf = np.log((1 + n) / (1 + df)) + 1.0
+        c = sp.csr_matrix(c.multiply(idf[None, :]))
+        c.data = np.log1p(c.data)
+        k = min(rel_dim, min(c.shape) - 1)
+        u2, s2, _ = svds(c, k=k, v0=rng.standard_normal(min(c.shape)))
+        o2 = np.argsort(-s2)
+        parts.append(u2[:, o2] * s2[o2][None, :])
+    emb = np.concatenate(parts, axis=1)
+    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-8)
+    return torch.from_numpy(emb.astype(np.float32))

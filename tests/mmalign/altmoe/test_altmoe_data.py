@@ -1,0 +1,121 @@
+"""Pair sets: bundled MovieLens, a DBP15K-format folder, folders of .npy files, splits."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aligncore.data import project_data_dir
+from mmalign.altmoe.data import (
+    PairSet,
+    dbp15k_pairs,
+    folder_pairs,
+    load_pairs,
+    movielens_items,
+    movielens_pairs,
+    split_indices,
+    synthetic_pairs,
+)
+
+
+def test_split_is_a_seeded_partition():
+    tr, va, te = split_indices(101, 0.1, 0.2, seed=4)
+    allidx = torch.cat([tr, va, te])
+    assert sorted(allidx.tolist()) == list(range(101))
+    assert (va.numel(), te.numel()) == (10, 20)
+    assert torch.equal(split_indices(101, 0.1, 0.2, seed=4)[1], va)
+
+
+def test_movielens_items_from_the_bundled_copy():
+    items = movielens_items(project_data_dir() / "recsys" / "ml-latest-small")
+    with gzip.open(project_data_dir() / "recsys" / "ml-latest-small" / "ratings.csv.gz", "rt") as fh:
+        rows = list(csv.DictReader(fh))
+    rated = sorted({int(r["movieId"]) for r in rows})
+    assert items["movie_ids"] == rated and len(rated) == 9724
+    assert len(items["ratings"]) == len(rows) == 100836
+    toy = items["texts"][rated.index(1)]
+    assert toy.startswith("Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy.")
+    assert "pixar" in toy
+    # the 0-based matrix indices point back at the right rating
+    r0 = rows[0]
+    assert items["movie_ids"][items["items"][0]] == int(r0["movieId"])
+    assert items["ratings"][0] == float(r0["rating"])
+
+
+def test_movielens_pairs_rows_are_aligned():
+    pairs = movielens_pairs(mf_dim=16)
+    assert pairs.names == ["text", "behaviour"]
+    assert pairs.dims == {"text": 128, "behaviour": 16}
+    assert len(pairs) == 9724 and pairs.ids[0] == "1"
+    assert pairs.train.numel() + pairs.val.numel() + pairs.test.numel() == 9724
+    z = np.load(project_data_dir() / "altmoe" / "movielens_smollm2_pca128.npz")
+    row = list(z["movie_ids"]).index(int(pairs.ids[5]))
+    np.testing.assert_array_equal(pairs.modalities["text"][5].numpy(), z["emb"][row].astype(np.float32))
+    std = pairs.standardised()
+    tr = std.modalities["behaviour"][std.train]
+    np.testing.assert_allclose(tr.mean(0).numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(tr.std(0).numpy(), 1, atol=1e-3)
+
+
+def _fake_dbp15k(root):
+    base = root / "dbp15k" / "zh_en"
+    base.mkdir(parents=True)
+    n1, n2 = 12, 12
+    (base / "ent_ids_1").write_text("".join(f"{i}\thttp://zh.dbpedia.org/resource/E{i}\n" for i in range(n1)))
+    (base / "ent_ids_2").write_text("".join(f"{100 + i}\thttp://dbpedia.org/resource/Name_{i}_%C3%A9\n"
+                                            for i in range(n2)))
+    trip = [(i, i % 3, (i + 1) % n1) for i in range(n1)] + [(i, 3, (i + 5) % n1) for i in range(0, n1, 2)]
+    (base / "triples_1").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in trip))
+    (base / "sup_pairs").write_text("".join(f"{i}\t{100 + i}\n" for i in range(5)))
+    (base / "ref_pairs").write_text("".join(f"{i}\t{100 + i}\n" for i in range(5, n1)))
+
+
+def test_dbp15k_pairs_joins_structure_of_kg1_with_names_of_kg2(tmp_path):
+    _fake_dbp15k(tmp_path)
+    seen = []
+
+    def enc(names):
+        seen.extend(names)
+        return torch.tensor([[float(len(s)), float(s.split()[1])] for s in names])
+
+    pairs = dbp15k_pairs("zh_en", tmp_path, name_store=tmp_path / "store", struct_dim=3, rel_dim=2, val=0.2,
+                         name_encoder=enc, progress=False)
+    assert pairs.names == ["structure", "names"] and pairs.dims == {"structure": 5, "names": 2}
+    assert len(pairs) == 12
+    assert pairs.test.tolist() == list(range(5, 12))
+    assert sorted(pairs.train.tolist() + pairs.val.tolist()) == list(range(5)) and pairs.val.numel() == 1
+    assert "Name 0 é" in seen  # URI names are decoded and de-underscored
+    assert pairs.modalities["names"][:, 1].tolist() == [float(i) for i in range(12)]  # row i <-> link i
+    assert pairs.ids[3] == "http://zh.dbpedia.org/resource/E3|http://dbpedia.org/resource/Name_3_%C3%A9"
+
+
+def test_folder_pairs_and_load_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.standard_normal((20, 3)))
+    np.save(tmp_path / "b.npy", rng.standard_normal((20, 5)))
+    (tmp_path / "split.json").write_text(json.dumps({"train": list(range(14)), "val": [14, 15],
+                                                     "test": [16, 17, 18, 19]}))
+    p = load_pairs(str(tmp_path))
+    assert p.names == ["a", "b"] and p.dims == {"a": 3, "b": 5}
+    assert p.test.tolist() == [16, 17, 18, 19]
+    np.save(tmp_path / "c.npy", rng.standard_normal((19, 5)))
+    with pytest.raises(ValueError, match="different row counts"):
+        folder_pairs(tmp_path)
+    with pytest.raises(ValueError, match="expected movielens"):
+        load_pairs("nonsense")
+
+
+def test_pairset_validation():
+    s = synthetic_pairs(50)
+    with pytest.raises(ValueError, match="overlap"):
+        PairSet("x", s.modalities, s.ids, s.train, s.train[:3], s.test)
+    with pytest.raises(ValueError, match="two modalities"):
+        PairSet("x", {"m0": s.modalities["m0"]}, s.ids, s.train, s.val, s.test)
+    bad = dict(s.modalities, m1=s.modalities["m1"][:10])
+    with pytest.raises(ValueError, match="shape"):
+        PairSet("x", bad, s.ids, s.train, s.val, s.test)

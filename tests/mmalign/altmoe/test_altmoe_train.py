@@ -1,0 +1,48 @@
+"""The entry point ``python -m mmalign.altmoe.train`` on aligncore.training.fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmalign.altmoe.train import main
+
+
+def _planted_folder(path, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 6))
+    np.save(path / "left.npy", z @ rng.standard_normal((6, 10)))
+    np.save(path / "right.npy", np.tanh(z @ rng.standard_normal((6, 7))) + 0.01 * rng.standard_normal((n, 7)))
+
+
+@pytest.mark.parametrize("model,schedule", [("altmoe", "recall"), ("mlp", "round_robin")])
+def test_cli_trains_on_a_folder_and_writes_test_metrics(tmp_path, model, schedule):
+    torch.set_num_threads(1)
+    data = tmp_path / "pairs"
+    data.mkdir()
+    _planted_folder(data)
+    out = tmp_path / "run"
+    report = main(["--pairs", str(data), "--model", model, "--experts", "4", "--top-k", "2", "--latent", "32",
+                   "--hidden", "32", "--schedule", schedule, "--max-epochs", "12", "--batch-size", "32",
+                   "--lr", "3e-3", "--out-dir", str(out), "--no-progress"])
+    saved = json.loads((out / "test_metrics.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert set(saved["test"]) == {f"{d}_{m}" for d in ("left->right", "right->left")
+                                  for m in ("recall@1", "recall@5", "recall@10", "mrr")}
+    assert saved["test"]["left->right_recall@10"] > 0.8 and saved["test"]["right->left_recall@10"] > 0.8
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) >= 1 and "val_mean_recall@1" in lines[0]
+    assert (out / "best.pt").exists() and (out / "run.json").exists()
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert any(k.startswith("schedule.") for k in ck["model"])  # the schedule state is checkpointed
+
+
+def test_cli_help_lists_method_and_loop_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--pairs", "--experts", "--top-k", "--schedule", "--max-epochs", "--out-dir"):
+        assert flag in text
