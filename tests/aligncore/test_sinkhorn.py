@@ -182,3 +182,21 @@ def test_float32_close_to_float64():
     r64 = sinkhorn(C, a, b, eps=0.05, tol=0, max_iter=100).plan
     r32 = sinkhorn(C.float(), a.float(), b.float(), eps=0.05, tol=0, max_iter=100).plan
     assert (r32.double() - r64).abs().max() < 1e-5
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes, st.sampled_from([0.05, 0.2, 1.0]))
+def test_matmul_and_lse_kernels_agree(p, eps):
+    C, a, b = _problem(*p)
+    r1 = sinkhorn(C, a, b, eps=eps, tol=0, max_iter=150, method="lse")
+    r2 = sinkhorn(C, a, b, eps=eps, tol=0, max_iter=150, method="matmul")
+    assert torch.allclose(r1.plan, r2.plan, atol=1e-12)
+    assert torch.allclose(r1.f, r2.f, atol=1e-9) and torch.allclose(r1.g, r2.g, atol=1e-9)
+
+
+def test_matmul_refuses_underflowing_problems_and_auto_falls_back():
+    C = torch.rand(2, 6, 6, dtype=torch.float32)
+    with pytest.raises(ValueError, match="could underflow"):
+        sinkhorn(C, eps=1e-3, method="matmul")
+    res = sinkhorn(C, eps=1e-3, tol=1e-5, max_iter=50000)  # auto -> lse: still finite and feasible
+    assert torch.isfinite(res.plan).all() and res.converged

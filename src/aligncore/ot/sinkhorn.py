@@ -45,6 +45,7 @@ def sinkhorn(
     mask_a: Tensor | None = None,
     mask_b: Tensor | None = None,
     check_every: int = 10,
+    method: str = "auto",
 ) -> SinkhornResult:
     r"""Entropic optimal transport by log-domain Sinkhorn iterations, from the
     `"Sinkhorn Distances: Lightspeed Computation of Optimal Transport" <https://arxiv.org/abs/1306.0895>`_ paper.
@@ -83,6 +84,15 @@ def sinkhorn(
         mask_b (Tensor, optional): boolean mask of valid columns. (default: :obj:`None`)
         check_every (int, optional): iterations between convergence checks when :obj:`tol > 0`.
             (default: :obj:`10`)
+        method (str, optional): how each log-sum-exp is evaluated. ``"lse"``: :func:`torch.logsumexp` over
+            the whole matrix, robust for any :math:`\varepsilon`. ``"matmul"``: the potentials stay in the
+            log domain, but each log-sum-exp is a shifted matrix-vector product,
+            :math:`\operatorname{LSE}_j(M_{ij} + v_j) = r_i + s + \log \sum_j e^{M_{ij} - r_i} e^{v_j - s}`
+            with :math:`r_i = \max_j M_{ij}`, :math:`s = \max_j v_j`: several times faster, and exact as long as
+            the sum cannot underflow, which holds when
+            :math:`(\max C - \min C)/\varepsilon + \log(\max a / \min a) \le` 60 (float32) or 600 (float64):
+            the spread of the potentials is bounded by that quantity. ``"auto"`` uses ``"matmul"`` when the
+            bound holds and ``"lse"`` otherwise. (default: ``"auto"``)
 
     Shapes:
         - cost: :math:`(B, n, m)` or :math:`(n, m)`; a, mask_a: :math:`(B, n)`; b, mask_b: :math:`(B, m)`
@@ -112,8 +122,10 @@ def sinkhorn(
         valid = ra[:, :, None] & rb[:, None, :]
         if not bool(torch.isfinite(C[valid]).all()):
             raise ValueError("cost contains non-finite values in its valid (unmasked) block")
-        # Padding never influences the solution: its mass is zero, so any finite cost will do there.
-        C = torch.where(valid, C, torch.zeros((), dtype=C.dtype, device=C.device))
+        # Padding never influences the solution (its mass is zero), so any finite cost will do there; the
+        # smallest valid cost keeps the cost range, which decides the iteration kernel, unchanged.
+        fill = torch.where(valid, C.detach(), torch.full_like(C.detach(), float("inf"))).amin(dim=(1, 2))
+        C = torch.where(valid, C, fill[:, None, None])
     elif not bool(torch.isfinite(C).all()):
         raise ValueError(f"cost of shape {tuple(cost.shape)} contains non-finite values")
     wa = check_marginal(a, "a", B, n, squeezed, ma, C)
@@ -126,18 +138,49 @@ def sinkhorn(
 
     log_a, log_b = _safe_log(wa), _safe_log(wb)  # -inf on zero mass: those rows/columns get a zero plan
     M = C / (-eps)
+    if method not in ("auto", "lse", "matmul"):
+        raise ValueError(f"method must be 'auto', 'lse' or 'matmul', got {method!r}")
+    safe = _matmul_is_safe(C, wa, wb, eps)
+    if method == "matmul" and not safe:
+        raise ValueError("method='matmul' could underflow for this cost range / eps; use 'lse' or 'auto'")
+    use_matmul = method == "matmul" or (method == "auto" and safe)
+    if use_matmul:
+        # row- and column-normalised kernels: every row of KR and column of KC has maximum exactly 1
+        r = M.amax(dim=2)
+        c = M.amax(dim=1)
+        KR = (M - r[:, :, None]).exp()
+        KCT = (M - c[:, None, :]).exp().transpose(1, 2).contiguous()
+
+        def col_step(log_u: Tensor) -> Tensor:  # LSE_i(M_ij + log_u_i), shape (B, m)
+            t = log_u.amax(dim=1, keepdim=True)
+            return c + t + torch.bmm(KCT, (log_u - t).exp()[:, :, None]).squeeze(2).log()
+
+        def row_step(log_v: Tensor) -> Tensor:  # LSE_j(M_ij + log_v_j), shape (B, n)
+            s_ = log_v.amax(dim=1, keepdim=True)
+            return r + s_ + torch.bmm(KR, (log_v - s_).exp()[:, :, None]).squeeze(2).log()
+    else:
+        # Both half-steps reduce over the last (contiguous) dimension: a transposed copy of M makes the
+        # column update as fast as the row update (a strided reduction over dim 1 is slower on CPU).
+        MT = M.transpose(1, 2).contiguous()
+
+        def col_step(log_u: Tensor) -> Tensor:
+            return torch.logsumexp(MT + log_u[:, None, :], dim=2)
+
+        def row_step(log_v: Tensor) -> Tensor:
+            return torch.logsumexp(M + log_v[:, None, :], dim=2)
+
     log_u = torch.zeros_like(log_a)
     log_v = torch.zeros_like(log_b)
     err = torch.full((B,), float("inf"), dtype=C.dtype, device=C.device)
     n_iter = 0
     converged = False
     for it in range(max_iter):
-        log_v = log_b - torch.logsumexp(M + log_u[:, :, None], dim=1)
-        log_u = log_a - torch.logsumexp(M + log_v[:, None, :], dim=2)
+        log_v = log_b - col_step(log_u)
+        log_u = log_a - row_step(log_v)
         n_iter = it + 1
         if tol > 0 and (n_iter % check_every == 0 or n_iter == max_iter):
             with torch.no_grad():
-                col = torch.logsumexp(M + log_u[:, :, None] + log_v[:, None, :], dim=1).exp()
+                col = (col_step(log_u) + log_v).exp()
                 err = torch.linalg.vector_norm(col - wb, dim=1)
             if bool((err <= tol).all()):
                 converged = True
@@ -162,3 +205,22 @@ def _safe_log(w: Tensor) -> Tensor:
     """``log w`` with ``-inf`` where ``w == 0`` and a zero (not NaN) gradient there."""
     pos = w > 0
     return torch.where(pos, torch.where(pos, w, torch.ones_like(w)).log(), torch.full_like(w, float("-inf")))
+
+
+def _matmul_is_safe(C: Tensor, wa: Tensor, wb: Tensor, eps: float) -> bool:
+    """Whether the shifted matrix-vector form of the log-sum-exp cannot underflow (see ``method``).
+
+    With uniform-ish marginals the log-potentials of one side differ by at most
+    ``range(C) / eps + log(max w / min w)``, so every shifted sum keeps a term of at least ``exp(-spread)``."""
+    limit = 60.0 if C.dtype in (torch.float32, torch.bfloat16, torch.float16) else 600.0
+    if C.dtype in (torch.bfloat16, torch.float16):
+        return False
+    with torch.no_grad():
+        spread = (C.amax(dim=(1, 2)) - C.amin(dim=(1, 2))) / eps
+
+        def log_ratio(w: Tensor) -> Tensor:
+            pos = torch.where(w > 0, w, torch.full_like(w, float("inf")))
+            return (w.amax(dim=1) / pos.amin(dim=1)).log()
+
+        total = spread + torch.maximum(log_ratio(wa), log_ratio(wb))
+        return bool((total <= limit).all())
