@@ -68,6 +68,6 @@ def ged_bounds(pairs: Sequence[tuple[Any, Any]], costs: EditCosts | None = None,
         f = np.full(a.n, -1, dtype=np.int64)
         f[s.order] = np.where(assign >= b.n, -1, assign)
         hi[p] = mapping_cost(a.adj, b.adj, sub, costs, f)
-        lo[p] = min(max(h, s.count_bound(0, free)), hi[p])
+        lo[p] = min(h, hi[p])
         maps.append(f)
     return GEDBounds(lo, hi, maps)

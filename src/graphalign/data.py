@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,8 +274,10 @@ def dedupe_isomorphic(graphs: Sequence[nx.Graph], *, node_label: str | None = No
     buckets: dict[tuple, list[int]] = {}
     kept = []
     for i, g in enumerate(graphs):
-        key = (g.number_of_nodes(), g.number_of_edges(),
-               nx.weisfeiler_lehman_graph_hash(g, node_attr=node_label, iterations=3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # networkx >= 3.5 notice about changed hashes
+            wl = nx.weisfeiler_lehman_graph_hash(g, node_attr=node_label, iterations=3)
+        key = (g.number_of_nodes(), g.number_of_edges(), wl)
         same = buckets.setdefault(key, [])
         if any(nx.is_isomorphic(graphs[j], g, node_match=nm) for j in same):
             continue

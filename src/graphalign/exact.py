@@ -211,6 +211,12 @@ class _Search:
         self.S = sub[order]
         self.Sp = np.concatenate([self.S, np.full((n1, 1), costs.node_del)], axis=1)  # column n2 = delete
         self.m2 = a2.sum() / 2
+        # per search depth k: inner degrees of the unmapped g1 nodes, their edges to mapped ones, inner edge count
+        deg1 = self.A1.sum(1)
+        self.d1 = [self.A1[k:, k:].sum(1) for k in range(n1 + 1)]
+        self.p1 = [deg1[k:] - self.d1[k] for k in range(n1 + 1)]
+        self.e1 = [0.5 * float(self.d1[k].sum()) for k in range(n1 + 1)]
+        self.ar = np.arange(max(n1, 1))
         self.deadline = deadline
         self.expanded = 0
         self.ub = math.inf
@@ -229,56 +235,49 @@ class _Search:
     def lsap_bound(self, k: int, img: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Lower bound on the cost still to pay below a node where ``order[:k]`` map to ``img`` (n2 = deleted).
 
-        Returns (bound, row-0 costs over free + [delete], LSAP image of each remaining node: a free node id or n2).
+        The LSAP bound, raised to the node-count / inner-edge-count bound. Returns (bound, row-0 costs over the
+        free nodes + [delete], LSAP image of each remaining node: a free node id or n2).
         """
         c = self.c
         r = self.n1 - k
         fr = np.flatnonzero(free)
         f = fr.size
         P = self.A1[k:, :k]                      # (r, k) edges remaining -> mapped, in g1
-        Q = self.A2p[np.ix_(fr, img)]            # (f, k) edges free -> images, in g2 (deleted images: 0)
+        Q = self.A2p[fr[:, None], img[None, :]]  # (f, k) edges free -> images, in g2 (deleted images: 0)
         pq = P @ Q.T                             # (r, f) cross edges that would be kept
-        p1 = P.sum(1)
+        p1 = self.p1[k]
         q1 = Q.sum(1)
-        d1 = self.A1[k:, k:].sum(1)              # inner degrees
-        d2 = self.A2[np.ix_(fr, fr)].sum(1)
+        d1 = self.d1[k]                          # inner degrees
+        d2 = self.A2[fr[:, None], fr[None, :]].sum(1)
         dd = d1[:, None] - d2[None, :]
         ins_v = c.node_ins + c.edge_ins * (q1 + 0.5 * d2)                 # (f,)
-        sub = (self.S[k:][:, fr] + c.edge_del * (p1[:, None] - pq) + c.edge_ins * (q1[None, :] - pq)
+        sub = (self.S[k:, fr] + c.edge_del * (p1[:, None] - pq) + c.edge_ins * (q1[None, :] - pq)
                + 0.5 * (c.edge_del * np.maximum(dd, 0) + c.edge_ins * np.maximum(-dd, 0)))
         del_u = c.node_del + c.edge_del * (p1 + 0.5 * d1)                 # (r,)
         # rectangular LSAP: rows = remaining g1 nodes; columns = free g2 nodes (cost minus its insertion cost,
         # which is paid when the column stays unused) + one private deletion column per row
         m = np.full((r, f + r), _BIG)
         m[:, :f] = sub - ins_v[None, :]
-        m[np.arange(r), f + np.arange(r)] = del_u
+        m[self.ar[:r], f + self.ar[:r]] = del_u
         rows, cols = linear_sum_assignment(m)
         h = float(m[rows, cols].sum() + ins_v.sum())
         assign = np.full(r, self.n2, dtype=np.int64)
         isf = cols < f
         assign[rows[isf]] = fr[cols[isf]]
-        row0 = np.concatenate([sub[0], [del_u[0]]])
-        return h, row0, assign
-
-    def count_bound(self, k: int, free: np.ndarray) -> float:
-        """Node-count and inner-edge-count bound (ignores labels and cross edges)."""
-        c = self.c
-        r = self.n1 - k
-        f = int(free.sum())
+        row0 = np.append(sub[0], del_u[0])
+        # count bound: node numbers and inner edge numbers
         nb = c.node_del * (r - f) if r > f else c.node_ins * (f - r)
-        e1 = self.A1[k:, k:].sum() / 2
-        fr = np.flatnonzero(free)
-        e2 = self.A2[np.ix_(fr, fr)].sum() / 2
+        e1, e2 = self.e1[k], 0.5 * float(d2.sum())
         eb = c.edge_del * (e1 - e2) if e1 > e2 else c.edge_ins * (e2 - e1)
-        return float(nb + eb)
+        return max(h, nb + eb), row0, assign
 
     def leaf_cost(self, img: np.ndarray, free: np.ndarray) -> float:
         """Cost still to pay when every g1 node is mapped: insert the free nodes and their edges."""
         fr = np.flatnonzero(free)
         if fr.size == 0:
             return 0.0
-        inner = self.A2[np.ix_(fr, fr)].sum() / 2
-        cross = self.A2p[np.ix_(fr, img)].sum() if img.size else 0.0
+        inner = self.A2[fr[:, None], fr[None, :]].sum() / 2
+        cross = self.A2p[fr[:, None], img[None, :]].sum() if img.size else 0.0
         return float(self.c.node_ins * fr.size + self.c.edge_ins * (inner + cross))
 
     # ---- search -------------------------------------------------------------------------------------------------
@@ -290,7 +289,6 @@ class _Search:
             v = self.leaf_cost(img, free)
             return v, v, np.zeros(0, dtype=np.int64), True
         h0, _, assign = self.lsap_bound(0, img, free)
-        h0 = max(h0, self.count_bound(0, free))
         self.ub = self._full_cost(assign)
         self.best = assign.copy()
         self.root_lb = h0
@@ -318,7 +316,6 @@ class _Search:
                 self.best = img.copy()
             return
         h, row0, assign = self.lsap_bound(k, img, free)
-        h = max(h, self.count_bound(k, free))
         if pre is not None:
             h = max(h, pre[0])
         if g + h >= self.ub - 1e-9:
@@ -393,7 +390,7 @@ class _Search:
                 if k + 1 == self.n1:
                     hc = self.leaf_cost(img_c, free_c)
                 else:
-                    hc = max(self.lsap_bound(k + 1, img_c, free_c)[0], self.count_bound(k + 1, free_c))
+                    hc = self.lsap_bound(k + 1, img_c, free_c)[0]
                 lb = min(lb, gc + hc)
         return lb
 
