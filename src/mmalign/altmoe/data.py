@@ -32,7 +32,7 @@ from aligncore.data import resolve_dataset
 from .store import EmbeddingStore
 
 __all__ = ["PairSet", "split_indices", "synthetic_pairs", "movielens_pairs", "movielens_items",
-           "movielens_text_store", "dbp15k_pairs", "dbp15k_links", "folder_pairs", "load_pairs",
+           "movielens_text_store", "dbp15k_pairs", "dbp15k_links", "folder_pairs", "load_pairs", "export_pca",
            "MOVIELENS", "VENDORED_MOVIELENS_TEXT"]
 
 MOVIELENS = "recsys/ml-latest-small"
@@ -383,3 +383,20 @@ def load_pairs(spec: str, root: str | os.PathLike | None = None, *, seed: int = 
     if Path(spec).is_dir():
         return folder_pairs(spec, seed=seed)
     raise ValueError(f"--pairs {spec!r}: expected movielens, dbp15k-zh-en, dbp15k-ja-en, synthetic or a folder")
+
+
+def export_pca(store: EmbeddingStore, out: str | os.PathLike, dim: int = 128, *, id_key: str = "movie_ids") -> Path:
+    r"""Write a compact copy of a store: the top-:obj:`dim` principal components (float16) with the row ids,
+    as ``.npz`` (``emb``, ``<id_key>``, ``explained_variance_ratio``). This is how the bundled
+    ``data/altmoe/movielens_smollm2_pca128.npz`` was made from :func:`movielens_text_store`."""
+    x = store.load().double()
+    xc = x - x.mean(0)
+    _, s, vt = torch.linalg.svd(xc, full_matrices=False)
+    z = xc @ vt[:dim].T
+    ratio = (s[:dim] ** 2).sum() / (s ** 2).sum()
+    ids = np.array([int(i) for i in store.ids]) if all(i.isdigit() for i in store.ids) else np.array(store.ids)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, emb=z.numpy().astype(np.float16), **{id_key: ids},
+                        explained_variance_ratio=np.array(float(ratio)))
+    return out

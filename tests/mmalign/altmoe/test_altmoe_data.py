@@ -119,3 +119,22 @@ def test_pairset_validation():
     bad = dict(s.modalities, m1=s.modalities["m1"][:10])
     with pytest.raises(ValueError, match="shape"):
         PairSet("x", bad, s.ids, s.train, s.val, s.test)
+
+
+def test_export_pca_keeps_the_principal_subspace(tmp_path):
+    from mmalign.altmoe.data import export_pca
+    from mmalign.altmoe.store import StoreWriter
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 3)) @ rng.standard_normal((3, 8)) + 0.01 * rng.standard_normal((50, 8))
+    w = StoreWriter(tmp_path / "s", 50, 8, ids=[str(10 + i) for i in range(50)])
+    w.write(x)
+    out = export_pca(w.close(), tmp_path / "p.npz", dim=3)
+    z = np.load(out)
+    assert z["emb"].dtype == np.float16 and z["emb"].shape == (50, 3)
+    assert z["movie_ids"].tolist() == list(range(10, 60))
+    assert float(z["explained_variance_ratio"]) > 0.99
+    xc = x - x.mean(0)
+    # independent check: the Gram matrix of the projection equals that of the centred data (rank 3 + noise)
+    np.testing.assert_allclose(z["emb"].astype(np.float64) @ z["emb"].T.astype(np.float64), xc @ xc.T,
+                               atol=0.05 * np.abs(xc @ xc.T).max())
