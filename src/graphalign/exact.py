@@ -291,6 +291,10 @@ class _Search:
         h0, _, assign = self.lsap_bound(0, img, free)
         self.ub = self._full_cost(assign)
         self.best = assign.copy()
+        better = _improve_map(self.A1, self.A2p, self.Sp, self.c, assign)
+        cost = self._full_cost(better)
+        if cost < self.ub - 1e-9:
+            self.ub, self.best = cost, better
         self.root_lb = h0
         if h0 >= self.ub - 1e-9:
             return self.ub, self.ub, self.best, True
@@ -393,6 +397,53 @@ class _Search:
                     hc = self.lsap_bound(k + 1, img_c, free_c)[0]
                 lb = min(lb, gc + hc)
         return lb
+
+
+def _improve_map(a1: np.ndarray, a2p: np.ndarray, sp: np.ndarray, costs: EditCosts, f: np.ndarray,
+                 max_iter: int = 100) -> np.ndarray:
+    """Steepest-descent local search on a node map (upper-bound heuristic): repeatedly apply the best of all
+    image swaps between two nodes of g1 and all moves of one node to an unused node of g2 or to deletion.
+
+    ``f[u]`` in ``0..n2`` (``n2`` = deleted); ``a2p`` is g2's adjacency padded with a zero row/column ``n2``; ``sp``
+    is (n1, n2 + 1) node costs with the deletion cost in column ``n2``. Every accepted move lowers the exact cost.
+    """
+    n1 = a1.shape[0]
+    n2 = a2p.shape[0] - 1
+    if n1 < 1:
+        return f
+    f = f.copy()
+    w = costs.edge_del + costs.edge_ins
+    ar = np.arange(n1)
+    for _ in range(max_iter):
+        K = a1 @ a2p[:, f].T                      # K[u, x]: edges of u kept if u sat at x (others fixed)
+        Kf = K[:, f]
+        dk = K[ar, f]
+        spf = sp[:, f]
+        ds = sp[ar, f]
+        bff = a2p[np.ix_(f, f)]
+        # swaps of the images of u and u'
+        dkept = Kf + Kf.T - dk[:, None] - dk[None, :] + 2 * a1 * bff
+        dswap = spf + spf.T - ds[:, None] - ds[None, :] - w * dkept
+        best_swap = np.unravel_index(int(np.argmin(dswap)), dswap.shape)
+        v_swap = dswap[best_swap]
+        # moves of u to an unused node of g2 or to deletion
+        used = np.zeros(n2 + 1, dtype=bool)
+        used[f[f < n2]] = True
+        xs = np.flatnonzero(~used)                # includes n2 (deletion)
+        dmapped = (xs[None, :] < n2).astype(np.float64) - (f[:, None] < n2)
+        dmove = sp[:, xs] - ds[:, None] - costs.node_ins * dmapped - w * (K[:, xs] - dk[:, None])
+        dmove[f[:, None] == xs[None, :]] = 0.0
+        best_move = np.unravel_index(int(np.argmin(dmove)), dmove.shape)
+        v_move = dmove[best_move]
+        if min(v_swap, v_move) > -1e-9:
+            break
+        if v_swap <= v_move:
+            u, u2 = best_swap
+            f[u], f[u2] = f[u2], f[u]
+        else:
+            u, j = best_move
+            f[u] = xs[j]
+    return f
 
 
 def _twin_classes(adj: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
