@@ -204,7 +204,9 @@ def make_evaluate(cfg: PreferenceConfig, eval_ds: PreferenceDataset, collator: P
             res, out = batch_loss(policy, batch, cfg, keep_logits=True)
             for k, v in res.metrics().items():
                 tot[k] = tot.get(k, 0.0) + v * b
+            lc, lr_ = split_pairs(out.sum)
             tot["logp_chosen"] = tot.get("logp_chosen", 0.0) + float((split_pairs(out.mean)[0]).sum())
+            tot["likelihood_accuracy"] = tot.get("likelihood_accuracy", 0.0) + float((lc > lr_).float().sum())
             n_pairs += b
             k_pos = out.logits.shape[1]  # trimmed to the positions that predict completion tokens
             cmask = batch["completion_mask"][:b, -k_pos:]
@@ -213,8 +215,9 @@ def make_evaluate(cfg: PreferenceConfig, eval_ds: PreferenceDataset, collator: P
             ent, mass, n_tok = ent + float(st.entropy) * w, mass + float(st.mass) * w, n_tok + w
             if ref_lm is not None:
                 ref = sequence_logps(ref_lm, batch["input_ids"][:b], batch["attention_mask"][:b],
-                                     batch["completion_mask"][:b], keep_logits=True, trim=False)
-                kl += float(token_kl(out.logits[:b], ref.logits[:, -k_pos:], cmask).sum())
+                                     batch["completion_mask"][:b], keep_logits=True)
+                kr = ref.logits.shape[1]  # <= k_pos: trimmed over the chosen rows only; earlier positions are prompt
+                kl += float(token_kl(out.logits[:b, -kr:], ref.logits, cmask[:, -kr:]).sum())
         m = {f"val_{k}": v / n_pairs for k, v in tot.items()}
         m[f"val_top{cfg.topk}_entropy"] = ent / max(n_tok, 1.0)
         m[f"val_top{cfg.topk}_mass"] = mass / max(n_tok, 1.0)
@@ -252,14 +255,36 @@ def load_examples(cfg: PreferenceConfig) -> tuple[list[PreferenceExample], list[
     return [data[i] for i in idx[n_eval:]], [data[i] for i in idx[:n_eval]]
 
 
+@dataclass
+class PreferenceRun:
+    """What :func:`train_preferences` returns.
+
+    Attributes:
+        result (FitResult): the training loop's result (history, final metrics, ...).
+        policy (PolicyLogps): the trained policy; ``policy.lm`` is the language model.
+        initial_metrics (dict | None): validation metrics of the initial model (when ``eval_before``).
+    """
+
+    result: FitResult
+    policy: PolicyLogps
+    initial_metrics: dict[str, float] | None
+
+
 def train_preferences(lm: nn.Module, tokenizer: Any, train_examples: Sequence[PreferenceExample],
                       eval_examples: Sequence[PreferenceExample], cfg: PreferenceConfig, tcfg: TrainConfig, *,
-                      model_name: str = "custom") -> tuple[FitResult, PolicyLogps]:
+                      model_name: str = "custom", eval_before: bool = False) -> PreferenceRun:
     """Train ``lm`` on preference pairs with :func:`aligncore.training.fit`.
 
+    Args:
+        lm: a causal LM (trained in place); tokenizer: its tokenizer.
+        train_examples, eval_examples: preference pairs.
+        cfg (PreferenceConfig): method options; tcfg (TrainConfig): loop options.
+        model_name (str, optional): recorded in ``run.json`` and in the reference-cache key.
+        eval_before (bool, optional): also evaluate the initial model (written to
+            ``out_dir/initial_metrics.json``). (default: :obj:`False`)
+
     Returns:
-        ``(FitResult, policy)``; ``policy.lm`` is the trained model (best weights when
-        ``tcfg.restore_best``).
+        :class:`PreferenceRun`.
     """
     if cfg.loss not in LOSSES:
         raise KeyError(f"unknown loss {cfg.loss!r}; known: {sorted(LOSSES)}")
@@ -271,10 +296,10 @@ def train_preferences(lm: nn.Module, tokenizer: Any, train_examples: Sequence[Pr
     eval_ds = PreferenceDataset(tokenize_pairs(tokenizer, eval_examples, max_length=cfg.max_length,
                                                chat_template=cfg.chat_template))
     lm.to(device)
+    out = Path(tcfg.out_dir)
     ref_lm = None
     if LOSSES[cfg.loss].needs_reference or cfg.kl_eval:
-        out = Path(tcfg.out_dir)
-        # the reference is the model as given: computed before fit() loads any checkpoint
+        # the reference is the model as given: computed before fit() loads any checkpoint, then cached
         for name, ds in (("train", train_ds), ("val", eval_ds)):
             key = _data_key(model_name, cfg.model_dtype, ds)
             ds.ref_logps = cached_reference_logps(
@@ -284,11 +309,18 @@ def train_preferences(lm: nn.Module, tokenizer: Any, train_examples: Sequence[Pr
             ref_lm = copy.deepcopy(lm).eval().requires_grad_(False)
     policy = PolicyLogps(lm)
     evaluate = make_evaluate(cfg, eval_ds, collator, tokenizer=tokenizer, eval_examples=eval_examples, ref_lm=ref_lm)
+    initial = None
+    if eval_before:
+        policy.eval()
+        with torch.no_grad():
+            initial = evaluate(policy)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "initial_metrics.json").write_text(json.dumps(initial, indent=2))
     run_info = {"method": "llmalign", "preference_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
                 "model_name": model_name, "n_train": len(train_ds), "n_eval": len(eval_ds)}
     result = fit(policy, train_ds, loss_fn=make_loss_fn(cfg), config=tcfg, evaluate=evaluate,
                  collate_fn=collator, run_info=run_info)
-    return result, policy
+    return PreferenceRun(result=result, policy=policy, initial_metrics=initial)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if cfg.model_dtype == "bfloat16" else torch.float32
     lm, tok = load_causal_lm(cfg.model, dtype=dtype, device="cpu")
     train_ex, eval_ex = load_examples(cfg)
-    result, _ = train_preferences(lm, tok, train_ex, eval_ex, cfg, tcfg, model_name=cfg.model)
-    print(json.dumps({"best_metric": result.best_metric, "steps": result.steps, "final_metrics": result.final_metrics,
-                      "out_dir": str(result.out_dir)}, indent=2))
+    run = train_preferences(lm, tok, train_ex, eval_ex, cfg, tcfg, model_name=cfg.model)
+    r = run.result
+    print(json.dumps({"best_metric": r.best_metric, "steps": r.steps, "final_metrics": r.final_metrics,
+                      "out_dir": str(r.out_dir)}, indent=2))
     return 0
 
 
