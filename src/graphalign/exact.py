@@ -217,6 +217,21 @@ class _Search:
         self.p1 = [deg1[k:] - self.d1[k] for k in range(n1 + 1)]
         self.e1 = [0.5 * float(self.d1[k].sum()) for k in range(n1 + 1)]
         self.ar = np.arange(max(n1, 1))
+        c = costs
+        self.deg2 = a2.sum(1)
+        self.m1 = float(a1.sum() / 2)
+        # half the cheapest reconciliation of inner degrees a (g1) and b (g2), looked up as T[a, b]
+        dmax = int(max(a1.sum(1).max(initial=0), self.deg2.max(initial=0))) + 1
+        da = np.arange(dmax)[:, None] - np.arange(dmax)[None, :]
+        self.T = 0.5 * (c.edge_del * np.maximum(da, 0) + c.edge_ins * np.maximum(-da, 0))
+        self.d1i = [d.astype(np.int64) for d in self.d1]
+        # per depth k: the deletion block of the LSAP matrix (row u may only use its own deletion column)
+        self.Dk = []
+        for k in range(n1 + 1):
+            r = n1 - k
+            blk = np.full((r, r), _BIG)
+            blk[np.arange(r), np.arange(r)] = c.node_del + c.edge_del * (self.p1[k] + 0.5 * self.d1[k])
+            self.Dk.append(blk)
         self.deadline = deadline
         self.expanded = 0
         self.ub = math.inf
@@ -235,36 +250,29 @@ class _Search:
     def lsap_bound(self, k: int, img: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Lower bound on the cost still to pay below a node where ``order[:k]`` map to ``img`` (n2 = deleted).
 
-        The LSAP bound, raised to the node-count / inner-edge-count bound. Returns (bound, row-0 costs over the
-        free nodes + [delete], LSAP image of each remaining node: a free node id or n2).
+        LSAP over the unmapped g1 nodes (rows) and the free g2 nodes plus one private deletion column per row. Entry
+        (u, v): relabel cost + exact cost of u's edges to mapped nodes against v's edges to their images + half the
+        cheapest reconciliation of the inner degrees - v's insertion cost (paid by every free column left unused,
+        added back as a constant). Raised to the node-count / inner-edge-count bound. Returns (bound, row-0 LSAP
+        costs over the free nodes + [delete], LSAP image of each remaining node: a free node id or n2).
         """
         c = self.c
         r = self.n1 - k
         fr = np.flatnonzero(free)
         f = fr.size
-        P = self.A1[k:, :k]                      # (r, k) edges remaining -> mapped, in g1
         Q = self.A2p[fr[:, None], img[None, :]]  # (f, k) edges free -> images, in g2 (deleted images: 0)
-        pq = P @ Q.T                             # (r, f) cross edges that would be kept
-        p1 = self.p1[k]
-        q1 = Q.sum(1)
-        d1 = self.d1[k]                          # inner degrees
-        d2 = self.A2[fr[:, None], fr[None, :]].sum(1)
-        dd = d1[:, None] - d2[None, :]
-        ins_v = c.node_ins + c.edge_ins * (q1 + 0.5 * d2)                 # (f,)
-        sub = (self.S[k:, fr] + c.edge_del * (p1[:, None] - pq) + c.edge_ins * (q1[None, :] - pq)
-               + 0.5 * (c.edge_del * np.maximum(dd, 0) + c.edge_ins * np.maximum(-dd, 0)))
-        del_u = c.node_del + c.edge_del * (p1 + 0.5 * d1)                 # (r,)
-        # rectangular LSAP: rows = remaining g1 nodes; columns = free g2 nodes (cost minus its insertion cost,
-        # which is paid when the column stays unused) + one private deletion column per row
-        m = np.full((r, f + r), _BIG)
-        m[:, :f] = sub - ins_v[None, :]
-        m[self.ar[:r], f + self.ar[:r]] = del_u
+        pq = self.A1[k:, :k] @ Q.T               # (r, f) cross edges that would be kept
+        d2 = self.A2[fr[:, None], fr[None, :]].sum(1)   # inner degrees in g2
+        q1 = self.deg2[fr] - d2                  # edges free -> images
+        ins_v = c.node_ins + c.edge_ins * (q1 + 0.5 * d2)
+        sub = (self.S[k:, fr] + self.T[self.d1i[k][:, None], d2.astype(np.int64)[None, :]]
+               - (c.edge_del + c.edge_ins) * pq + (c.edge_del * self.p1[k])[:, None]
+               - (c.node_ins + 0.5 * c.edge_ins * d2)[None, :])
+        m = np.concatenate([sub, self.Dk[k]], axis=1)
         rows, cols = linear_sum_assignment(m)
         h = float(m[rows, cols].sum() + ins_v.sum())
-        assign = np.full(r, self.n2, dtype=np.int64)
-        isf = cols < f
-        assign[rows[isf]] = fr[cols[isf]]
-        row0 = np.append(sub[0], del_u[0])
+        assign = np.where(cols < f, fr[np.minimum(cols, f - 1)] if f else 0, self.n2)
+        row0 = m[0, :f + 1]
         # count bound: node numbers and inner edge numbers
         nb = c.node_del * (r - f) if r > f else c.node_ins * (f - r)
         e1, e2 = self.e1[k], 0.5 * float(d2.sum())
@@ -306,8 +314,12 @@ class _Search:
         return self.ub, self.ub, self.best, True
 
     def _full_cost(self, assign_order: np.ndarray) -> float:
-        f = np.where(assign_order >= self.n2, -1, assign_order)
-        return mapping_cost(self.A1, self.A2, self.S, self.c, f)
+        """Exact cost of a complete map in search order (``n2`` = deleted)."""
+        n_mapped = int((assign_order < self.n2).sum())
+        kept = float((self.A1 * self.A2p[assign_order[:, None], assign_order[None, :]]).sum()) / 2
+        c = self.c
+        return float(self.Sp[self.ar[:self.n1], assign_order].sum() + c.node_ins * (self.n2 - n_mapped)
+                     + c.edge_del * (self.m1 - kept) + c.edge_ins * (self.m2 - kept))
 
     def _dfs(self, k: int, img: np.ndarray, free: np.ndarray, g: float, pre: tuple[float, np.ndarray] | None) -> None:
         self.expanded += 1

@@ -11,13 +11,13 @@ from .batch import GraphStore, PairBatch, PairDataset, encode_pairs
 from .bipartite import Bipartite
 from .encoder import GMNEncoder
 from .gmn_embed import GMNEmbed, GMNEmbedConfig
-from .graphedx import GraphEdX, GraphEdXConfig, GraphEdXOutput, align_diff, diff_align
+from .graphedx import GraphEdX, GraphEdXConfig, GraphEdXOutput, align_diff, diff_align, pair_alignment
 from .pairs import GEDPairs, load_ged_pairs
 from .simgnn import SimGNN, SimGNNConfig
 
 __all__ = [
     "GEDModel", "GraphStore", "PairBatch", "PairDataset", "encode_pairs", "GMNEncoder",
-    "GraphEdX", "GraphEdXConfig", "GraphEdXOutput", "align_diff", "diff_align",
+    "GraphEdX", "GraphEdXConfig", "GraphEdXOutput", "align_diff", "diff_align", "pair_alignment",
     "GMNEmbed", "GMNEmbedConfig", "SimGNN", "SimGNNConfig", "Bipartite",
     "GEDPairs", "load_ged_pairs", "MODELS", "build_model",
 ]

@@ -61,7 +61,7 @@ from .base import GEDModel
 from .batch import PairBatch
 from .encoder import GMNEncoder
 
-__all__ = ["GraphEdXConfig", "GraphEdXOutput", "GraphEdX", "align_diff", "diff_align"]
+__all__ = ["GraphEdXConfig", "GraphEdXOutput", "GraphEdX", "align_diff", "diff_align", "pair_alignment"]
 
 VARIANTS = ("AD", "DA", "XOR")
 
@@ -130,6 +130,21 @@ def diff_align(X: Tensor, Xp: Tensor, W: Tensor, c_del: Tensor, c_ins: Tensor) -
     dist = torch.cdist(X, Xp, p=1)  # (B, N, N) sum_k |x_uk - x'_u'k|
     lin = X.sum(-1).unsqueeze(-1) - Xp.sum(-1).unsqueeze(-2)  # (B, N, N) sum_k (x_uk - x'_u'k)
     return (W * (a * dist + b * lin)).sum((-1, -2))
+
+
+def pair_alignment(P: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The node-pair alignment consistent with a node alignment :math:`P`:
+    :math:`S[(u,v),(u',v')] = P_{uu'} P_{vv'} + P_{uv'} P_{vu'}` over the pairs :math:`u < v` (a permutation
+    :math:`P` gives the permutation of unordered pairs it induces).
+
+    Shapes: P: :math:`(B, N, N)`; returns S: :math:`(B, E, E)` and the pairs :math:`(E, 2)`, :math:`E = N(N-1)/2`.
+    """
+    N = P.shape[-1]
+    iu = torch.triu_indices(N, N, 1, device=P.device).T
+    u, v = iu[:, 0], iu[:, 1]
+    Pu, Pv = P[:, u], P[:, v]  # (B, E, N): rows of the first / second end point
+    S = Pu[:, :, u] * Pv[:, :, v] + Pu[:, :, v] * Pv[:, :, u]
+    return S, iu
 
 
 _CUT = -1e30  # a score whose exp is exactly 0 after division by any tau >= 1e-6: no mass crosses the cut
@@ -223,10 +238,8 @@ class GraphEdX(GEDModel):
 
         # 3. node alignment P and the consistent node-pair alignment S
         P = self.node_plan(X1, X2, valid)
-        iu = torch.triu_indices(N, N, 1, device=P.device).T  # (E, 2), u < v
+        S, iu = pair_alignment(P)
         u, v = iu[:, 0], iu[:, 1]
-        S = (P[:, u[:, None], u[None, :]] * P[:, v[:, None], v[None, :]]
-             + P[:, u[:, None], v[None, :]] * P[:, v[:, None], u[None, :]])  # (B, E, E)
 
         # 4a. node terms
         if cfg.node_variant == "AD":
