@@ -53,6 +53,7 @@ def run(out_dir: str, *, max_epochs: int = 6, batch_size: int = 8, max_steps=Non
         return {"val_loss": float(nn.functional.mse_loss(m(vx), vy))}
 
     cfg = TrainConfig(out_dir=out_dir, max_epochs=max_epochs, batch_size=batch_size, lr=lr, progress=False,
+                      device="cpu",  # exact-equality tests: same device and kernels in every run
                       max_steps=max_steps, checkpoint_every_steps=ckpt_steps, grad_accum=grad_accum,
                       patience=patience, restore_best=False)
     return model, fit(model, train, loss_fn=loss, config=cfg, evaluate=evaluate)

@@ -4,7 +4,7 @@ import numpy as np
 import ot
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aligncore.ot import hungarian, sinkhorn
@@ -67,10 +67,13 @@ def test_small_eps_matches_hungarian(seed, n):
     X = hungarian(C, maximize=False)  # scipy's exact assignment, an independent solver
     opt = float((X * C).sum()) / n  # as a transport cost between uniform marginals
     eps = 1e-3
-    P = sinkhorn(C, eps=eps, tol=1e-8, max_iter=100000).plan
-    # entropic bias bound: OT <= <P_eps, C> <= OT + eps * (H(a) + H(b)) = OT + 2 eps log n
+    res = sinkhorn(C, eps=eps, tol=1e-8, max_iter=100000)
+    P = res.plan
+    # entropic bias bound: OT <= <P_eps, C> <= OT + eps * (H(a) + H(b)) = OT + 2 eps log n, up to what the
+    # remaining column-marginal error can move the cost (near-degenerate costs converge slowly at tiny eps)
+    slack = float(res.marginal_error) * np.sqrt(n) * float(C.max()) + 1e-9
     val = float((P * C).sum())
-    assert opt - 1e-6 <= val <= opt + 2 * eps * np.log(n) + 1e-6
+    assert opt - slack <= val <= opt + 2 * eps * np.log(n) + slack
     # rounding the plan gives an assignment that is optimal up to the same bias
     R = hungarian(P)
     assert float((R * C).sum()) / n <= opt + 2 * eps * np.log(n) * n + 1e-9
@@ -93,6 +96,7 @@ def test_row_column_constants_leave_plan_unchanged(p, r, c):
 
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 10_000), st.lists(st.tuples(st.integers(1, 7), st.integers(1, 7)), min_size=1, max_size=4))
+@example(0, [(2, 2), (1, 1), (1, 1), (5, 1)])  # padded rows once leaked into the first column update
 def test_padded_batch_equals_one_by_one(seed, shapes):
     g = torch.Generator().manual_seed(seed)
     N, M = max(s[0] for s in shapes), max(s[1] for s in shapes)

@@ -169,7 +169,9 @@ def sinkhorn(
         def row_step(log_v: Tensor) -> Tensor:
             return torch.logsumexp(M + log_v[:, None, :], dim=2)
 
-    log_u = torch.zeros_like(log_a)
+    # zero-mass (padded) rows start at -inf, so they take no part even in the first column update and a
+    # padded problem follows exactly the iterates of the same problem solved alone
+    log_u = torch.where(torch.isfinite(log_a), torch.zeros_like(log_a), log_a)
     log_v = torch.zeros_like(log_b)
     err = torch.full((B,), float("inf"), dtype=C.dtype, device=C.device)
     n_iter = 0
