@@ -85,7 +85,7 @@ def align(model: GraphEdX, g1: Any, g2: Any) -> AlignResult:
         model.train(was)
     soft = out.plan[0, :m, :m].float().cpu()
     hard = hungarian(soft) if m > 0 else soft.clone()
-    cols = hard.argmax(-1).tolist()
+    cols = hard.argmax(-1).tolist() if m > 0 else []
     node_map = {a.nodes[u]: (b.nodes[cols[u]] if cols[u] < n2 else None) for u in range(n1)}
     ops = edit_path(g1, g2, node_map, model.costs, node_label=model.node_label)
     bounds = ged_bounds([(g1, g2)], model.costs, node_label=model.node_label)

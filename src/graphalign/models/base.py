@@ -51,7 +51,8 @@ class GEDModel(nn.Module):
     def set_costs(self, costs: EditCosts) -> None:
         """Answer for other edit costs from now on (the weights stay as they are)."""
         c = costs
-        self.cost_vector.copy_(torch.tensor([c.node_del, c.node_ins, c.edge_del, c.edge_ins, c.node_sub]))
+        self.cost_vector.copy_(torch.tensor([c.node_del, c.node_ins, c.edge_del, c.edge_ins, c.node_sub],
+                                            dtype=self.cost_vector.dtype))
 
     def forward(self, batch: PairBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -99,7 +99,7 @@ class GraphStore:
         if node_label is not None and label_vocab is None:
             label_vocab = sorted({str(v) for a in arrs for v in a.labels})
         self.label_vocab = None if node_label is None else [str(v) for v in label_vocab]  # type: ignore[union-attr]
-        size = max([a.n for a in arrs], default=1) if max_nodes is None else max_nodes
+        size = max([1, *(a.n for a in arrs)]) if max_nodes is None else max_nodes
         big = [i for i, a in enumerate(arrs) if a.n > size]
         if big:
             raise ValueError(f"graphs {big[:5]} have more than max_nodes={size} nodes")
@@ -128,7 +128,7 @@ class GraphStore:
         """The pairs ``(graph i[k], graph j[k])``, padded to the largest graph among them."""
         i = torch.as_tensor(i, dtype=torch.long)
         j = torch.as_tensor(j, dtype=torch.long)
-        size = int(torch.maximum(self.n[i].max(), self.n[j].max())) if len(i) else 1
+        size = max(1, int(torch.maximum(self.n[i].max(), self.n[j].max()))) if len(i) else 1
         return PairBatch(self.x[i, :size], self.adj[i, :size, :size].float(), self.n[i],
                          self.x[j, :size], self.adj[j, :size, :size].float(), self.n[j],
                          None if target is None else torch.as_tensor(target, dtype=torch.float32))
