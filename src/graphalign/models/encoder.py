@@ -47,13 +47,12 @@ class GMNEncoder(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
         B, N, _ = x.shape
-        keep = mask.unsqueeze(-1).to(x.dtype)
-        h = self.enc(x) * keep
-        deg = adj.sum(-1, keepdim=True)  # (B, N, 1)
+        keep = mask.reshape(B * N, 1).to(x.dtype)
+        h = self.enc(x.reshape(B * N, -1)) * keep
+        b, u, v = adj.nonzero(as_tuple=True)  # directed edges u -> v (both directions of each undirected edge)
+        src, dst = b * N + u, b * N + v
         for _ in range(self.steps):
-            pre = torch.relu(self.msg_src(h).unsqueeze(2) + self.msg_dst(h).unsqueeze(1))  # (B, u, v, m)
-            # sum over senders u of adj[u, v] * (W2 pre[u, v] + b2) = W2 (sum_u adj[u, v] pre[u, v]) + deg_v b2
-            agg = torch.einsum("buv,buvm->bvm", adj, pre)
-            m = agg @ self.msg_out.weight.T + deg * self.msg_out.bias
-            h = self.gru(m.reshape(B * N, -1), h.reshape(B * N, -1)).reshape(B, N, -1) * keep
-        return h
+            msg = self.msg_out(torch.relu(self.msg_src(h)[src] + self.msg_dst(h)[dst]))  # MLP_msg([h_u, h_v])
+            agg = torch.zeros(B * N, self.msg_dim, dtype=h.dtype, device=h.device).index_add_(0, dst, msg)
+            h = self.gru(agg, h) * keep
+        return h.reshape(B, N, -1)
