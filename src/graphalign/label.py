@@ -33,7 +33,7 @@ from .costs import EditCosts, get_costs
 from .data import arrays_to_graphs, graphedx_split, graphs_to_arrays, load_dataset, within_split_pairs
 from .exact import GraphArrays, exact_ged
 
-__all__ = ["LabelConfig", "GEDLabels", "label_dataset", "export_labels", "load_labels", "cache_key", "main"]
+__all__ = ["LabelConfig", "GEDLabels", "label_dataset", "export_labels", "load_labels", "labels_markdown", "cache_key", "main"]
 
 SPLITS = ("train", "val", "test")
 
@@ -297,3 +297,25 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def labels_markdown(paths: list[str | os.PathLike]) -> str:
+    """A markdown table of label files (graphs per split, pairs labelled / optimal), for the README section."""
+    out = ["| file | dataset | costs | node labels | graphs train/val/test | pairs labelled (of all) | optimal |",
+           "|---|---|---|---|---|---:|---:|"]
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        cnt = meta["counts"]
+        lab = sum(cnt[s]["labelled"] for s in SPLITS)
+        allp = sum(cnt[s]["pairs"] for s in SPLITS)
+        opt = sum(cnt[s]["optimal"] for s in SPLITS)
+        c = meta["costs"]
+        cost = f"del/ins node {c['node_del']:g}/{c['node_ins']:g}, edge {c['edge_del']:g}/{c['edge_ins']:g}" + (
+            f", relabel {c['node_sub']:g}" if meta["config"]["labelled"] else "")
+        per = ", ".join(f"{s} {cnt[s]['labelled']}/{cnt[s]['pairs']}" for s in SPLITS)
+        out.append(f"| {Path(p).name} | {meta['config']['dataset']} | {cost} | "
+                   f"{'atom type' if meta['config']['labelled'] else 'none'} | "
+                   f"{'/'.join(str(len(meta['splits'][s])) for s in SPLITS)} | {lab} of {allp} ({per}) | "
+                   f"{opt / max(lab, 1):.1%} |")
+    return "\n".join(out)
