@@ -123,7 +123,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", labels: str | 
                           max_nodes=d.get("max_nodes", 20), dedupe=d.get("dedupe", True), seed=d.get("split_seed", 0),
                           max_pairs={"val": d.get("max_eval_pairs"), "test": d.get("max_eval_pairs")},
                           label_vocab=model.label_vocab)
-    sym = (labels or d.get("labels")) is None
+    sym = data.source.get("labels", "").startswith("published")
     m, _ = evaluate_split(model, data.splits[split], batch_size=batch_size, symmetric=sym)
     return {"checkpoint": str(path), "model": info["model"], "dataset": d["dataset"], "costs": info["costs"],
             "split": split, "pairs": len(data.splits[split]), **m}

@@ -7,7 +7,8 @@ with equal lower and upper bounds); the validation MSE selects the best epoch an
 (``--patience``); checkpoints (``last.pt``, ``best.pt``), resume and ``metrics.jsonl`` come from the shared loop.
 At the end ``metrics.json`` holds the validation and test metrics of the best model (MSE, RMSE, MAE, Kendall's tau,
 Spearman's rho, precision@10) and ``test_scatter.png`` plots predicted against exact GED. ``--time-budget`` stops
-starting new epochs after that many seconds (by resuming the loop one epoch at a time). ``--model bipartite`` is
+training after that many seconds (the loop is resumed in chunks of ``--budget-chunk-steps`` steps, each ending
+with a validation). ``--model bipartite`` is
 evaluated without training.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -41,8 +43,8 @@ class GEDTrainConfig:
     costs: str = field("unit", help="edit costs: unit, graphedx (3,1,2,1: GraphEdX's unequal setting) or "
                                     "'node_del,node_ins,edge_del,edge_ins[,node_sub]'")
     model: str = field("graphedx", help="estimator", choices=sorted(MODELS))
-    labels: str | None = field(None, help="label file from `python -m graphalign.label --out` (required unless the "
-                                          "published unit-cost matrices apply)")
+    labels: str | None = field(None, help="label file from `python -m graphalign.label --out` (default: published "
+                                          "matrices for unit costs, data/graphs/labels/<dataset>_<costs>_*.npz else)")
     root: str | None = field(None, help="dataset root (default: $ALIGNKIT_DATA, then the project's data/)")
     max_nodes: int | None = field(20, help="GraphEdX protocol: drop graphs with more nodes (published labels)")
     dedupe: bool = field(True, help="GraphEdX protocol: drop graphs isomorphic to an earlier one (published labels)")
@@ -50,7 +52,9 @@ class GEDTrainConfig:
     max_train_pairs: int | None = field(None, help="subsample the training pairs to at most this many")
     max_eval_pairs: int | None = field(20000, help="subsample val and test pairs to at most this many")
     eval_batch_size: int = field(256, help="pairs per batch in evaluation")
-    time_budget: float | None = field(None, help="seconds of training after which no new epoch starts")
+    time_budget: float | None = field(None, help="seconds of training after which the loop stops (checked every "
+                                                 "budget_chunk_steps steps, after an evaluation)")
+    budget_chunk_steps: int = field(100, help="with time_budget: steps between budget checks (and evaluations)")
     threads: int | None = field(None, help="torch.set_num_threads (default: leave torch's choice)")
     plot: bool = field(True, help="write test_scatter.png (predicted vs exact GED on the test split)")
 
@@ -83,18 +87,23 @@ def _fit_with_budget(model: GEDModel, data: GEDPairs, cfg: GEDTrainConfig, tcfg:
     kw = dict(loss_fn=_mse_loss, evaluate=evaluate, collate_fn=data.splits["train"].collate, run_info=run_info)
     if cfg.time_budget is None:
         return fit(model, data.splits["train"], config=tcfg, **kw)
+    # Run the loop in chunks of at most `budget_chunk_steps` optimiser steps (fit resumes exactly from last.pt and
+    # evaluates at the end of every chunk), until the budget is spent, early stopping triggers or the limits are hit.
+    steps_per_epoch = math.ceil(math.ceil(len(data.splits["train"]) / tcfg.batch_size) / tcfg.grad_accum)
+    total = steps_per_epoch * tcfg.max_epochs
+    if tcfg.max_steps is not None:
+        total = min(total, tcfg.max_steps)
+    chunk = max(1, min(steps_per_epoch, cfg.budget_chunk_steps))
     t0 = time.perf_counter()
-    epochs = 1
-    first = True
-    while True:  # one more epoch per call; fit resumes exactly from out_dir/last.pt
-        c = dataclasses.replace(tcfg, max_epochs=epochs, resume=tcfg.resume or not first, restore_best=False)
+    steps, first = 0, True
+    while True:
+        c = dataclasses.replace(tcfg, max_steps=min(total, steps + chunk), resume=tcfg.resume or not first,
+                                restore_best=False)
         res = fit(model, data.splits["train"], config=c, **kw)
         first = False
-        if res.stopped_early or res.epochs >= tcfg.max_epochs or time.perf_counter() - t0 >= cfg.time_budget:
+        steps = res.steps
+        if res.stopped_early or steps >= total or time.perf_counter() - t0 >= cfg.time_budget:
             break
-        if tcfg.max_steps is not None and res.steps >= tcfg.max_steps:
-            break
-        epochs = res.epochs + 1
     best = Path(tcfg.out_dir) / "best.pt"
     if tcfg.restore_best and best.exists():
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
@@ -121,7 +130,7 @@ def train(cfg: GEDTrainConfig, mcfg: Any = None, tcfg: TrainConfig | None = None
         if len(d) == 0:
             raise ValueError(f"{cfg.dataset} ({data.source.get('labels')}): the {s} split has no labelled pairs")
     model = build_model(cfg.model, mcfg, costs=costs, node_label=data.node_label, label_vocab=data.store.label_vocab)
-    symmetric = cfg.labels is None  # published labels: unordered pairs under symmetric unit costs
+    symmetric = data.source.get("labels", "").startswith("published")  # unordered pairs, unit costs
     out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_cfg = getattr(model, "config", None)

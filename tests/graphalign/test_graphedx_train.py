@@ -94,9 +94,9 @@ def test_metrics_against_scipy_and_hand_counts():
     assert np.isnan(precision_at_k([1, 2], [1, 2], [0, 0], k=3))
 
 
-def test_graphedx_cost_labels_need_a_label_file():
+def test_graphedx_cost_labels_need_a_label_file(tmp_path):
     with pytest.raises(ValueError, match="labels"):
-        load_ged_pairs("aids700nef", "graphedx")
+        load_ged_pairs("linux", "3,1,2,1", root=tmp_path)
     assert isinstance(build_model("graphedx"), GraphEdX)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope")

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..costs import UNIT, EditCosts, get_costs
+from ..costs import COST_PRESETS, UNIT, EditCosts, get_costs
 from ..data import graphedx_split, load_ged_dataset
 from .batch import GraphStore, PairDataset
 
-__all__ = ["GEDPairs", "load_ged_pairs", "SPLITS"]
+__all__ = ["GEDPairs", "load_ged_pairs", "default_label_file", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 
@@ -58,6 +58,23 @@ def _subsample(pairs: np.ndarray, target: np.ndarray, limit: int | None, seed: i
     return pairs[keep], target[keep]
 
 
+def default_label_file(dataset: str, costs: str | EditCosts, root: str | os.PathLike | None = None) -> Path | None:
+    """The shipped label file of a dataset and cost preset, ``graphs/labels/<dataset>_<preset>_{unlabelled,labelled}.npz``
+    under the data roots (:func:`aligncore.data.resolve_dataset`), or :obj:`None`."""
+    from aligncore.data import resolve_dataset
+
+    preset = costs if isinstance(costs, str) else next((k for k, v in COST_PRESETS.items() if v == costs), None)
+    if preset is None or preset.lower() not in COST_PRESETS:
+        return None
+    for kind in ("unlabelled", "labelled"):
+        name = f"{dataset.lower()}_{preset.lower()}_{kind}.npz"
+        try:
+            return resolve_dataset("graphs/labels", root, must_contain=name) / name
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def load_ged_pairs(dataset: str = "aids700nef", costs: str | EditCosts = "unit", *, labels: str | os.PathLike | None = None,
                    root: str | os.PathLike | None = None, max_nodes: int | None = 20, dedupe: bool = True, seed: int = 0,
                    max_pairs: dict[str, int | None] | None = None, label_vocab: list[str] | None = None) -> GEDPairs:
@@ -66,7 +83,8 @@ def load_ged_pairs(dataset: str = "aids700nef", costs: str | EditCosts = "unit",
     Args:
         dataset (str): ``"aids700nef"`` or ``"linux"`` (published unit-cost labels), or the dataset of ``labels``.
         costs (str or EditCosts): ``"unit"``, ``"graphedx"`` or a comma list; must match the labels' costs.
-        labels (path, optional): a label file of :mod:`graphalign.label`; required unless published labels apply.
+        labels (path, optional): a label file of :mod:`graphalign.label`; for a cost preset other than unit, the
+            shipped file :func:`default_label_file` when :obj:`None`.
         root (path, optional): dataset root for the published matrices. (default: :obj:`None`)
         max_nodes, dedupe, seed: the GraphEdX protocol (published labels only; a label file fixes its own split).
         max_pairs (dict, optional): at most this many pairs per split (seeded subsample), e.g. ``{"val": 5000}``.
@@ -75,6 +93,8 @@ def load_ged_pairs(dataset: str = "aids700nef", costs: str | EditCosts = "unit",
     """
     c = get_costs(costs)
     max_pairs = max_pairs or {}
+    if labels is None and c != UNIT:
+        labels = default_label_file(dataset, costs, root)
     if labels is None:
         if c != UNIT:
             raise ValueError(f"costs {costs!r}: published labels are unit-cost only; pass labels= (a file written by "
