@@ -59,6 +59,8 @@ class LabelConfig:
     cache_dir: str | None = field(None, help="cache folder (default: $ALIGNKIT_CACHE/graphalign/labels)")
     time_budget: float | None = field(None, help="stop submitting new pairs after this many seconds (resume later)")
     max_pairs: int | None = field(None, help="label at most this many new pairs in this run")
+    retry_timeouts: bool = field(False, help="also re-solve cached pairs that timed out (with this run's --timeout); "
+                                             "bounds only ever tighten")
     out: str | None = field(None, help="export the labels done so far to this .npz")
     progress: bool = field(True, help="show a progress bar (pairs/s, ETA)")
 
@@ -130,6 +132,13 @@ def _worker_run(task: list[tuple[str, int, int, int, int]]) -> list[tuple]:
 
 # ---- driver --------------------------------------------------------------------------------------------------------
 
+# a re-solved pair keeps the tightest bounds of all attempts
+_UPSERT = ("INSERT INTO pairs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(split, i, j) DO UPDATE SET "
+           "value = min(value, excluded.value), lower = max(lower, excluded.lower), "
+           "upper = min(upper, excluded.upper), optimal = max(optimal, excluded.optimal), "
+           "seconds = seconds + excluded.seconds")
+
+
 def label_dataset(cfg: LabelConfig) -> Path:
     """Label (or continue labelling) the within-split pairs described by ``cfg``; returns the SQLite cache path.
 
@@ -153,7 +162,8 @@ def label_dataset(cfg: LabelConfig) -> Path:
                            f"--cache-dir")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('meta', ?)", (json.dumps(meta),))
     db.commit()
-    done = {(s, i, j) for s, i, j in db.execute("SELECT split, i, j FROM pairs")}
+    query = "SELECT split, i, j FROM pairs" + (" WHERE optimal = 1" if cfg.retry_timeouts else "")
+    done = {(s, i, j) for s, i, j in db.execute(query)}
     rng = np.random.default_rng(cfg.seed)
     todo: list[tuple[str, int, int, int, int]] = []
     total = 0
@@ -186,7 +196,7 @@ def label_dataset(cfg: LabelConfig) -> Path:
     try:
         with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(arrays, costs, cfg.labelled, cfg.timeout)) as pool:
             for res in pool.imap_unordered(_worker_run, tasks()):
-                db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?,?,?,?)", res)
+                db.executemany(_UPSERT, res)
                 db.commit()
                 n_timeout += sum(1 for r in res if not r[6])
                 bar.update(len(res))

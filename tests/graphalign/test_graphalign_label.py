@@ -108,3 +108,22 @@ def test_shipped_labels_spot_check(path):
         lo, hi, g = lab.lower[s], lab.upper[s], lab.ged[s]
         done = np.isfinite(g)
         assert np.all(lo[done] <= g[done] + 1e-6) and np.all(g[done] <= hi[done] + 1e-6)
+
+
+def test_retry_timeouts_tightens_bounds(tmp_path):
+    cfg = LabelConfig(dataset="aids700nef", costs="unit", max_nodes=6, workers=1, chunk_size=8,
+                      cache_dir=str(tmp_path), progress=False, splits=["val"])
+    db = label_dataset(cfg)
+    con = sqlite3.connect(str(db))
+    # pretend one pair timed out with loose bounds
+    con.execute("UPDATE pairs SET optimal = 0, lower = 0, upper = value + 5, value = value + 5 WHERE i = 0 AND j = 1")
+    con.commit()
+    con.close()
+    before = rows(db)
+    cfg.retry_timeouts = True
+    label_dataset(cfg)
+    con = sqlite3.connect(str(db))
+    v, lo, hi, opt = con.execute("SELECT value, lower, upper, optimal FROM pairs WHERE split='val' AND i=0 AND j=1"
+                                 ).fetchone()
+    con.close()
+    assert opt == 1 and lo == v == hi == before[("val", 0, 1)][0] - 5
