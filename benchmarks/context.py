@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[str]) -> None:
     merged = list(rows)
+    old = None
     if args.merge is not None and args.merge.exists():
         old = json.loads(args.merge.read_text())
         merged = [r for r in old["rows"] if r.get("device") != (rows[0]["device"] if rows else None)] + merged
@@ -208,6 +209,10 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[
                                    "rows": merged}, indent=2) + "\n")
         path = out
     doc = json.loads(path.read_text())
+    if old is not None:  # keep what the merged rows were measured on
+        doc["machine"] = f"{old['machine']} | {doc['machine']}"
+        doc["budget"] = f"{old['budget']} | {doc['budget']}"
+        doc["torch_threads"] = f"{old['torch_threads']} | {doc['torch_threads']}"
     doc["published"] = PUBLISHED
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
