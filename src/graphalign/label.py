@@ -175,7 +175,7 @@ def label_dataset(cfg: LabelConfig) -> Path:
         todo.extend((s, int(i), int(j), idx[i], idx[j]) for i, j in pairs if (s, int(i), int(j)) not in done)
     if cfg.max_pairs is not None:
         todo = todo[:cfg.max_pairs]
-    n_done = total - len(todo) if cfg.max_pairs is None else len(done)
+    n_done = sum(1 for d in done if d[0] in cfg.splits)  # cached pairs of the splits asked for
     print(f"[graphalign.label] {cache_key(cfg)}: {total} within-split pairs ({', '.join(f'{s}: {len(splits[s])} graphs' for s in cfg.splits)}); "
           f"{len(done)} cached, {len(todo)} to do, {cfg.workers} workers; cache {folder}", file=sys.stderr, flush=True)
     arrays = graphs_to_arrays(graphs, "label" if _has_labels(graphs) else None)
