@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["aligncore", "graphalign", "kgalign", "llmalign", "context", "das", "altmoe"]
+ORDER = ["aligncore", "graphalign", "graphedx", "kgalign", "llmalign", "context", "das", "altmoe"]
 MARK = re.compile(r"^<!-- table: ([\w.-]+) -->$")
 
 
