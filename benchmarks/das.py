@@ -1,0 +1,116 @@
+"""Semantic IDs compared by TIGER-style generative retrieval (mmalign.das).
+
+For each dataset, build item semantic IDs with plain RQ-VAE, two-stage aligned, and DAS (one stage), add LETTER's
+published IDs on Beauty, then train the same small generative retriever on each ID set with the same budget and
+score Recall@5/10, NDCG@5/10 on the leave-one-out test items of a fixed sample of users; utilisation and collision
+rate per ID set. TIGER's published Beauty figures are listed beside ours as the anchor (their retriever is far
+larger and trained far longer).
+
+    python benchmarks/das.py                       # Beauty and MovieLens latest-small, default budget
+    python benchmarks/das.py --datasets beauty --retriever-steps 300 --eval-users 1000
+    python benchmarks/das.py --markdown            # print the table of benchmarks/results/das.json
+
+Writes benchmarks/results/das.json (rewritten after every row, so a stopped run keeps what it measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, print_table, write_results  # noqa: E402
+
+from aligncore.training import TrainConfig  # noqa: E402
+from mmalign.das.data import leave_one_out, load  # noqa: E402
+from mmalign.das.model import DASConfig  # noqa: E402
+from mmalign.das.retrieve import RetrieveConfig, load_ids, run_retrieval  # noqa: E402
+from mmalign.das.train import DASRunConfig, SemanticIDs, build_ids  # noqa: E402
+
+TIGER_BEAUTY = {"dataset": "beauty", "model": "tiger (published)", "recall@10": 0.0648, "ndcg@10": 0.0384,
+                "source": "TIGER, Rajput et al., NeurIPS 2023, Table (Beauty), https://arxiv.org/abs/2305.05065"}
+COLS = ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "utilisation", "collision_rate"]
+
+
+def markdown(path: Path = RESULTS / "das.json") -> str:
+    doc = json.loads(path.read_text())
+
+    def f(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    lines = ["| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
+    lines += ["| " + " | ".join(f(r.get(c)) for c in COLS) + " |" for r in doc["rows"]]
+    return "\n".join(lines) + f"\n\nMachine: {doc['machine']}; torch threads: {doc['torch_threads']}.\n" \
+        f"Budget: {doc['budget']}\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default="beauty,ml-latest-small")
+    ap.add_argument("--methods", default="rqvae,two-stage,das")
+    ap.add_argument("--id-epochs", type=int, default=1, help="epochs of every ID-building stage")
+    ap.add_argument("--id-batch-size", type=int, default=1024)
+    ap.add_argument("--n-codes", type=int, default=256)
+    ap.add_argument("--retriever-steps", type=int, default=300, help="optimiser steps of the retriever, per ID set")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--max-history", type=int, default=20)
+    ap.add_argument("--eval-users", type=int, default=1000)
+    ap.add_argument("--beam", type=int, default=20)
+    ap.add_argument("--encoder", default="tfidf", choices=["auto", "lm", "tfidf"],
+                    help="content encoder (tfidf: TF-IDF + SVD; Beauty has attribute ids only)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--work", default="runs/bench-das")
+    ap.add_argument("--suffix", default="", help="results file suffix (e.g. _cuda)")
+    ap.add_argument("--note", default="", help="appended to the budget string (e.g. machine load)")
+    ap.add_argument("--markdown", action="store_true", help="print the markdown table of the results file and exit")
+    a = ap.parse_args()
+    if a.markdown:
+        print(markdown(RESULTS / f"das{a.suffix}.json"))
+        return
+    torch.set_num_threads(a.threads)
+    budget = (f"content: {a.encoder}; IDs: {a.id_epochs} epoch(s) per stage, batch {a.id_batch_size}, L=3 x K={a.n_codes} (+1 "
+              f"disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
+              f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; test on {a.eval_users} sampled "
+              f"users (seed 0), constrained beam {a.beam}. Same budget for every ID set. {a.note}").strip()
+    rows: list[dict] = []
+    work = Path(a.work)
+    for ds in a.datasets.split(","):
+        data = load(ds)
+        split = leave_one_out(data.sequences)
+        id_sets: list[tuple[SemanticIDs, float]] = []
+        for method in a.methods.split(","):
+            t0 = time.perf_counter()
+            tc = TrainConfig(out_dir=str(work / ds / method), max_epochs=a.id_epochs, batch_size=a.id_batch_size,
+                             lr=1e-3, device=a.device, progress=False, resume=False)
+            ids = build_ids(DASRunConfig(data=ds, method=method, encoder=a.encoder), DASConfig(n_codes=a.n_codes), tc)
+            id_sets.append((ids, time.perf_counter() - t0))
+        if ds == "beauty":
+            id_sets.append((load_ids("letter"), 0.0))
+        for ids, id_s in id_sets:
+            t0 = time.perf_counter()
+            rc = RetrieveConfig(ids="-", max_history=a.max_history, beam=a.beam, eval_users=a.eval_users)
+            tc = TrainConfig(out_dir=str(work / ds / f"retrieve-{ids.method}"), max_epochs=10_000,
+                             max_steps=a.retriever_steps, batch_size=a.batch_size, lr=1e-3, device=a.device,
+                             monitor="val_recall@10", mode="max", progress=False, resume=False)
+            res = run_retrieval(ids, split, rc, tc)
+            row = {k: res[k] for k in ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
+                                       "utilisation", "collision_rate", "eval_users"]}
+            row.update(id_seconds=round(id_s, 1), retrieve_seconds=round(time.perf_counter() - t0, 1),
+                       retriever_steps=res["steps"])
+            rows.append(row)
+            out_rows = rows + ([TIGER_BEAUTY] if any(r["dataset"] == "beauty" for r in rows) else [])
+            write_results("das", out_rows, budget=budget, suffix=a.suffix)
+            print(json.dumps(row), flush=True)
+    print(f"machine: {machine()}; load average {os.getloadavg()}")
+    print_table(rows + [TIGER_BEAUTY], COLS)
+
+
+if __name__ == "__main__":
+    main()
