@@ -54,6 +54,8 @@ class LabelConfig:
     splits: list[str] = field(default_factory=lambda: list(SPLITS), help="splits to label, in this order")
     workers: int = field(2, help="worker processes")
     timeout: float = field(60.0, help="seconds per pair; a timed-out pair is stored with its bounds, optimal=0")
+    timeout_clock: str = field("wall", help="what --timeout measures: wall time, or the worker's CPU time (same "
+                                            "labels whatever the machine's load)", choices=["wall", "cpu"])
     chunk_size: int = field(32, help="pairs per task sent to a worker (and per cache commit)")
     root: str | None = field(None, help="dataset folder (default: $ALIGNKIT_DATA, then the project's data/)")
     cache_dir: str | None = field(None, help="cache folder (default: $ALIGNKIT_CACHE/graphalign/labels)")
@@ -103,12 +105,13 @@ def _open_db(path: Path) -> sqlite3.Connection:
 _W: dict[str, Any] = {}
 
 
-def _worker_init(arrays: dict[str, np.ndarray], costs: EditCosts, labelled: bool, timeout: float) -> None:
+def _worker_init(arrays: dict[str, np.ndarray], costs: EditCosts, labelled: bool, timeout: float,
+                 clock: str = "wall") -> None:
     import torch
 
     torch.set_num_threads(1)
     _W["graphs"] = arrays_to_graphs(arrays)
-    _W["costs"], _W["labelled"], _W["timeout"] = costs, labelled, timeout
+    _W["costs"], _W["labelled"], _W["timeout"], _W["clock"] = costs, labelled, timeout, clock
     _W["cache"] = {}
 
 
@@ -125,7 +128,7 @@ def _worker_run(task: list[tuple[str, int, int, int, int]]) -> list[tuple]:
     out = []
     for split, i, j, gi, gj in task:
         r = exact_ged(_garr(gi), _garr(gj), _W["costs"], timeout=_W["timeout"],
-                      node_label="label" if _W["labelled"] else None)
+                      node_label="label" if _W["labelled"] else None, timeout_clock=_W["clock"])
         out.append((split, i, j, r.value, r.lower_bound, r.upper_bound, int(r.optimal), r.seconds))
     return out
 
@@ -194,7 +197,8 @@ def label_dataset(cfg: LabelConfig) -> Path:
     n_timeout = 0
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
     try:
-        with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(arrays, costs, cfg.labelled, cfg.timeout)) as pool:
+        with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(arrays, costs, cfg.labelled, cfg.timeout,
+                                                                           cfg.timeout_clock)) as pool:
             for res in pool.imap_unordered(_worker_run, tasks()):
                 db.executemany(_UPSERT, res)
                 db.commit()

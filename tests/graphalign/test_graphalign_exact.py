@@ -192,6 +192,10 @@ def test_timeout_returns_valid_bounds():
     assert not cut.optimal
     assert cut.lower_bound <= full.value + 1e-9 <= cut.upper_bound + 1e-9
     assert cut.value == cut.upper_bound
+    cpu = exact_ged(g1, g2, UNIT, timeout=1e-4, timeout_clock="cpu")
+    assert not cpu.optimal and cpu.lower_bound <= full.value + 1e-9 <= cpu.upper_bound + 1e-9
+    with pytest.raises(ValueError, match="timeout_clock"):
+        exact_ged(g1, g2, UNIT, timeout=1, timeout_clock="gpu")
 
 
 def test_bad_input_raises_clear_errors():

@@ -221,3 +221,18 @@ def test_store_features_and_adjacency_match_networkx():
         GraphStore(gs, "label", label_vocab=VOCAB, max_nodes=5)
     with pytest.raises(ValueError, match="node_variant"):
         GraphEdX(GraphEdXConfig(node_variant="XX"))
+
+
+def test_predict_batches_explicit_pairs_like_forward():
+    gs = [nx.gnp_random_graph(n, 0.5, seed=n) for n in (2, 5, 7, 3, 6)]
+    for g in gs:
+        nx.set_node_attributes(g, "O", "label")
+    m = GraphEdX(costs=GRAPHEDX, node_label="label", label_vocab=VOCAB)
+    m.train()
+    ps = list(zip(gs, gs[1:] + gs[:1], strict=True))
+    y = m.predict(ps, batch_size=2)
+    assert m.training  # predict restores the mode
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(y, m(encode_pairs(ps, "label", VOCAB)), atol=1e-5)
+    assert m.predict([]).shape == (0,)
