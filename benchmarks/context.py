@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/context.json)")
     ap.add_argument("--tag", default=None, help="device label stored in every row")
     ap.add_argument("--merge", type=Path, default=None, help="keep the rows of this results file too")
+    ap.add_argument("--markdown", type=Path, default=None, help="print the markdown table of a results file, exit")
     args = ap.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown_table(json.loads(args.markdown.read_text())))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -189,6 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"not run (time budget): {skipped}")
     return 0
+
+
+def markdown_table(doc: dict) -> str:
+    """The README table of a results file: measured rows, then the published anchors of the same cells."""
+    lines = ["| device | dataset | H | few-shot | model | MSE | MAE | s/epoch | epochs | test windows |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        fs = f"{r['few_shot']:.0%}" if r["few_shot"] else "full"
+        lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {r['model']} | {r['mse']:.3f} | "
+                     f"{r['mae']:.3f} | {r['seconds_per_epoch']:.2f} | {r['epochs']} | {r['n_test_windows']} |")
+    lines += ["", "Published anchors (full data, long training, other budgets; not measured here):", "",
+              "| dataset | H | model | MSE | MAE | source |", "|---|---|---|---|---|---|"]
+    for r in doc.get("published", []):
+        lines.append(f"| {r['dataset']} | {r['horizon']} | {r['model']} | {r['mse']:.3f} | {r['mae']:.3f} | "
+                     f"{r['source']} |")
+    return "\n".join(lines)
 
 
 def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[str]) -> None:

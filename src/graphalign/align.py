@@ -9,7 +9,9 @@ Any edit path's cost is an upper bound on the GED, so
 .. math::
     \mathrm{lower}_{\mathrm{LSAP}}(G_1, G_2) \;\le\; \mathrm{GED}(G_1 \to G_2) \;\le\; c(\text{path of } \mathrm{round}(P))
 
-with the lower bound from :func:`graphalign.ged_bounds`, whatever the network predicts.
+with the lower bound from :func:`graphalign.ged_bounds`, whatever the network predicts. With ``refine=True``
+(default) the rounded map is first improved by pairwise swaps of its assignments (first improvement, exact costs by
+:func:`graphalign.mapping_cost`) until no swap helps: still a feasible edit path, so still certified.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,7 +27,7 @@ from aligncore.ot import hungarian
 
 from .bounds import ged_bounds
 from .edit_path import EditOp, edit_path, path_cost
-from .exact import as_graph_arrays
+from .exact import as_graph_arrays, mapping_cost
 from .models import GraphEdX, encode_pairs
 
 __all__ = ["AlignResult", "align"]
@@ -42,6 +45,7 @@ class AlignResult:
         node_map: ``{u: v or None}`` from node ids of ``g1`` to node ids of ``g2`` (``None``: deleted).
         edit_path: the edit operations of ``node_map`` (:func:`graphalign.edit_path`).
         upper: their total cost: a certified upper bound on the GED.
+        upper_rounded: the cost of the plain Hungarian rounding (before ``refine``), also an upper bound.
         lower: the LSAP lower bound of :func:`graphalign.ged_bounds` (certified).
         bipartite_upper: the upper bound of :func:`graphalign.ged_bounds` (its own node map), for comparison.
     """
@@ -54,6 +58,7 @@ class AlignResult:
     upper: float
     lower: float
     bipartite_upper: float
+    upper_rounded: float
 
     @property
     def best_upper(self) -> float:
@@ -61,14 +66,45 @@ class AlignResult:
         return min(self.upper, self.bipartite_upper)
 
 
+def _refine(perm: np.ndarray, a: Any, b: Any, sub: np.ndarray, costs: Any, max_passes: int = 50) -> tuple[np.ndarray, float]:
+    """Pairwise-swap local search on a padded assignment ``perm`` (row u -> column perm[u]; rows >= n1 and columns
+    >= n2 are dummies); returns the improved assignment and its exact cost."""
+    n1, n2 = a.n, b.n
+
+    def cost(p: np.ndarray) -> float:
+        f = p[:n1].copy()
+        f[f >= n2] = -1
+        return mapping_cost(a.adj, b.adj, sub, costs, f)
+
+    best = cost(perm)
+    m = len(perm)
+    for _ in range(max_passes):
+        improved = False
+        for x in range(min(n1, m)):
+            for y in range(x + 1, m):
+                if perm[x] >= n2 and perm[y] >= n2:
+                    continue  # both deleted / dummy: nothing changes
+                perm[x], perm[y] = perm[y], perm[x]
+                c = cost(perm)
+                if c < best - 1e-12:
+                    best, improved = c, True
+                else:
+                    perm[x], perm[y] = perm[y], perm[x]
+        if not improved:
+            break
+    return perm, best
+
+
 @torch.no_grad()
-def align(model: GraphEdX, g1: Any, g2: Any) -> AlignResult:
+def align(model: GraphEdX, g1: Any, g2: Any, *, refine: bool = True) -> AlignResult:
     """Predicted GED of ``g1 -> g2`` with GraphEdX, its soft and hard node alignments, the edit path of the hard one
     and certified bounds (see the module docstring).
 
     Args:
         model (GraphEdX): a (trained) model; its ``costs`` and ``node_label`` define the GED.
         g1, g2: networkx graphs (or torch_geometric ``Data``).
+        refine (bool, optional): improve the rounded map by pairwise swaps (see the module docstring).
+            (default: :obj:`True`)
     """
     if not isinstance(model, GraphEdX):
         raise TypeError(f"align needs a GraphEdX model (it aligns nodes), got {type(model).__name__}")
@@ -85,9 +121,20 @@ def align(model: GraphEdX, g1: Any, g2: Any) -> AlignResult:
         model.train(was)
     soft = out.plan[0, :m, :m].float().cpu()
     hard = hungarian(soft) if m > 0 else soft.clone()
-    cols = hard.argmax(-1).tolist() if m > 0 else []
-    node_map = {a.nodes[u]: (b.nodes[cols[u]] if cols[u] < n2 else None) for u in range(n1)}
-    ops = edit_path(g1, g2, node_map, model.costs, node_label=model.node_label)
-    bounds = ged_bounds([(g1, g2)], model.costs, node_label=model.node_label)
+    perm = hard.argmax(-1).numpy().astype(np.int64) if m > 0 else np.zeros(0, dtype=np.int64)
+    c = model.costs
+    if model.node_label is not None and c.node_sub != 0:
+        sub = c.node_sub * (a.labels[:, None] != b.labels[None, :]).astype(np.float64)
+    else:
+        sub = np.zeros((n1, n2))
+    f0 = perm[:n1].copy()
+    f0[f0 >= n2] = -1
+    rounded = mapping_cost(a.adj, b.adj, sub, c, f0)
+    if refine and m > 1:
+        perm, _ = _refine(perm.copy(), a, b, sub, c)
+    node_map = {a.nodes[u]: (b.nodes[int(perm[u])] if perm[u] < n2 else None) for u in range(n1)}
+    ops = edit_path(g1, g2, node_map, c, node_label=model.node_label)
+    bounds = ged_bounds([(g1, g2)], c, node_label=model.node_label)
     return AlignResult(ged=float(out.ged[0]), soft=soft, hard=hard, node_map=node_map, edit_path=ops,
-                       upper=path_cost(ops), lower=float(bounds.lower[0]), bipartite_upper=float(bounds.upper[0]))
+                       upper=path_cost(ops), lower=float(bounds.lower[0]), bipartite_upper=float(bounds.upper[0]),
+                       upper_rounded=rounded)

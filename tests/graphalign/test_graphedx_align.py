@@ -43,7 +43,7 @@ def test_certified_upper_bound_on_published_aids700nef_pairs():
         pub = ds.ged[i, j]
         r = align(m, ds.graphs[i], ds.graphs[j])
         assert r.lower <= pub + 1e-9 <= r.upper + 2e-9, (i, j, r.lower, pub, r.upper)
-        assert r.best_upper >= pub
+        assert r.best_upper >= pub and r.upper <= r.upper_rounded + 1e-9
         h = apply_edit_path(ds.graphs[i], r.edit_path, r.node_map, node_label="label")
         assert _iso(h, ds.graphs[j], "label")
         n = max(ds.graphs[i].number_of_nodes(), ds.graphs[j].number_of_nodes())
@@ -69,7 +69,8 @@ def test_certified_upper_bound_with_graphedx_costs(g1, g2):
     m = GraphEdX(GraphEdXConfig(), costs=GRAPHEDX).eval()
     r = align(m, g1, g2)
     exact = exact_ged(g1, g2, GRAPHEDX).value
-    assert r.lower - 1e-9 <= exact <= r.upper + 1e-9
+    assert r.lower - 1e-9 <= exact <= r.upper + 1e-9 <= r.upper_rounded + 2e-9
+    assert exact <= align(m, g1, g2, refine=False).upper == r.upper_rounded
     assert _iso(apply_edit_path(g1, r.edit_path, r.node_map), g2, None)
     assert sum(1 for v in r.node_map.values() if v is None) >= g1.number_of_nodes() - g2.number_of_nodes()
 
