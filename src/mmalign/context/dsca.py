@@ -60,6 +60,7 @@ are zero-padded rather than required to divide evenly; the test loader keeps the
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,8 +268,10 @@ class CausalLMBackbone(nn.Module):
     """The first ``n_layers`` transformer blocks of a causal LM (Llama-style or GPT-2-style), its position
     encoding and its final norm, callable block by block so that graph layers can sit between blocks.
 
-    The token embedding table is not kept (prompt tokens are embedded once by :meth:`embed_text`); the blocks
-    are frozen by :func:`freeze_backbone`.
+    The kept blocks, the final norm and GPT-2's position table are copied (the LM object is left untouched, so
+    several models can be built from one loaded LM); the token embedding table is only borrowed until
+    :meth:`drop_embedding_table` (prompt tokens are embedded once by :meth:`embed_text`). The copies are frozen
+    by :func:`freeze_backbone`.
 
     Args:
         lm: a ``transformers`` causal LM (``LlamaForCausalLM``, ``GPT2LMHeadModel``, ...) or its base model.
@@ -294,7 +297,10 @@ class CausalLMBackbone(nn.Module):
         n_layers = n_total if n_layers is None else n_layers
         if not 1 <= n_layers <= n_total:
             raise ValueError(f"n_layers must be in [1, {n_total}], got {n_layers}")
-        self.blocks = nn.ModuleList(list(blocks)[:n_layers])
+        # copies: training the norms of one model never changes the LM object (or another model built from it)
+        self.blocks = nn.ModuleList(copy.deepcopy(b) for b in list(blocks)[:n_layers])
+        self.norm = copy.deepcopy(self.norm)
+        self.wpe = copy.deepcopy(self.wpe)
         self.hidden_size = int(lm.config.hidden_size)
         self._embed = lm.get_input_embeddings()
         freeze_backbone(self, self.wpe)

@@ -82,9 +82,11 @@ def _prompt_ids(text: str, tokenizer: Any, vocab: int) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: Any = None,
-                seed: int = 0) -> nn.Module:
-    """The model named by ``cfg.model``; LM-based ones load ``cfg.backbone`` unless ``lm`` is given."""
+def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: Any = None, seed: int = 0,
+                backbone: CausalLMBackbone | None = None,
+                prompts: tuple[Tensor, Tensor] | None = None) -> nn.Module:
+    """The model named by ``cfg.model``; LM-based ones load ``cfg.backbone`` unless ``lm`` (or a ready
+    ``backbone`` with the ``(demo, task)`` prompt embeddings ``prompts``) is given."""
     torch.manual_seed(seed)  # same initial weights for a given seed
     if cfg.model == "dlinear":
         return DLinear(cfg.seq_len, cfg.pred_len, cfg.moving_avg)
@@ -93,17 +95,22 @@ def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: A
                         d_model=cfg.patchtst_d_model, n_layers=cfg.patchtst_layers)
     if cfg.model not in ("dsca", "ofa"):
         raise ValueError(f"unknown model {cfg.model!r}")
-    if lm is None:
-        lm, tokenizer = load_backbone_lm(cfg.backbone, seed=seed)
-    backbone = CausalLMBackbone(lm, cfg.n_layers)
+    if backbone is None:
+        if lm is None:
+            lm, tokenizer = load_backbone_lm(cfg.backbone, seed=seed)
+        backbone = CausalLMBackbone(lm, cfg.n_layers)
+    elif cfg.model == "dsca" and prompts is None:
+        raise ValueError("build_model: a ready backbone needs prompts=(demo, task) embeddings for dsca")
     torch.manual_seed(seed)
     if cfg.model == "ofa":
         backbone.drop_embedding_table()
         return OFAModel(backbone, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
                         stride=cfg.stride, d_ff=cfg.d_ff, head_dropout=cfg.head_dropout)
-    vocab = int(lm.get_input_embeddings().weight.shape[0])
-    demo = backbone.embed_text(_prompt_ids(cfg.demo_prompt, tokenizer, vocab))
-    task = backbone.embed_text(_prompt_ids(cfg.task_prompt, tokenizer, vocab))
+    if prompts is None:
+        vocab = int(backbone._embed.weight.shape[0])
+        prompts = (backbone.embed_text(_prompt_ids(cfg.demo_prompt, tokenizer, vocab)),
+                   backbone.embed_text(_prompt_ids(cfg.task_prompt, tokenizer, vocab)))
+    demo, task = prompts
     backbone.drop_embedding_table()
     return DSCAModel(backbone, demo, task, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
                      stride=cfg.stride, n_segments=cfg.n_segments, gnn=cfg.gnn, gnn_layers=cfg.gnn_layer_tuple(),
@@ -158,12 +165,15 @@ class TrainOutcome:
 
 
 def train_context(cfg: ContextConfig, train_cfg: TrainConfig, *, splits: ETTSplits | None = None,
-                  lm: nn.Module | None = None, tokenizer: Any = None) -> TrainOutcome:
-    """Train ``cfg.model`` on ``cfg.data`` with :func:`aligncore.training.fit`; test on the test split."""
+                  lm: nn.Module | None = None, tokenizer: Any = None,
+                  model: nn.Module | None = None) -> TrainOutcome:
+    """Train ``cfg.model`` on ``cfg.data`` with :func:`aligncore.training.fit`; test on the test split.
+    ``model`` (built by :func:`build_model`) replaces the one ``cfg`` names."""
     if splits is None:
         splits = ett_splits(cfg.data, cfg.seq_len, cfg.pred_len, few_shot=cfg.few_shot, root=cfg.root,
                             eval_stride=cfg.eval_stride)
-    model = build_model(cfg, lm=lm, tokenizer=tokenizer, seed=train_cfg.seed)
+    if model is None:
+        model = build_model(cfg, lm=lm, tokenizer=tokenizer, seed=train_cfg.seed)
     n_tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_fr = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     device = resolve_device(train_cfg.device)
