@@ -54,7 +54,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="beauty,ml-latest-small")
     ap.add_argument("--methods", default="rqvae,two-stage,das")
-    ap.add_argument("--id-epochs", type=int, default=1, help="epochs of every ID-building stage")
+    ap.add_argument("--id-epochs", type=int, default=4, help="epochs over the interactions of the DAS / two-stage "
+                    "alignment training")
+    ap.add_argument("--rqvae-epochs", type=int, default=30, help="epochs over the items of the plain RQ-VAE and "
+                    "of the two-stage baseline's stage-2 RQ-VAE")
+    ap.add_argument("--id-lr", type=float, default=3e-3)
     ap.add_argument("--id-batch-size", type=int, default=1024)
     ap.add_argument("--n-codes", type=int, default=256)
     ap.add_argument("--retriever-steps", type=int, default=300, help="optimiser steps of the retriever, per ID set")
@@ -75,8 +79,9 @@ def main() -> None:
         print(markdown(RESULTS / f"das{a.suffix}.json"))
         return
     torch.set_num_threads(a.threads)
-    budget = (f"content: {a.encoder}; IDs: {a.id_epochs} epoch(s) per stage, batch {a.id_batch_size}, L=3 x K={a.n_codes} (+1 "
-              f"disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
+    budget = (f"content: {a.encoder}; IDs: DAS and two-stage alignment {a.id_epochs} epochs over the training "
+              f"interactions, RQ-VAEs {a.rqvae_epochs} epochs over the items, batch {a.id_batch_size}, lr {a.id_lr}, "
+              f"L=3 x K={a.n_codes} (+1 disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
               f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; test on {a.eval_users} sampled "
               f"users (seed 0), constrained beam {a.beam}. Same budget for every ID set. {a.note}").strip()
     rows: list[dict] = []
@@ -87,9 +92,11 @@ def main() -> None:
         id_sets: list[tuple[SemanticIDs, float]] = []
         for method in a.methods.split(","):
             t0 = time.perf_counter()
-            tc = TrainConfig(out_dir=str(work / ds / method), max_epochs=a.id_epochs, batch_size=a.id_batch_size,
-                             lr=1e-3, device=a.device, progress=False, resume=False)
-            ids = build_ids(DASRunConfig(data=ds, method=method, encoder=a.encoder), DASConfig(n_codes=a.n_codes), tc)
+            tc = TrainConfig(out_dir=str(work / ds / method),
+                             max_epochs=a.rqvae_epochs if method == "rqvae" else a.id_epochs,
+                             batch_size=a.id_batch_size, lr=a.id_lr, device=a.device, progress=False, resume=False)
+            run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs)
+            ids = build_ids(run, DASConfig(n_codes=a.n_codes), tc)
             id_sets.append((ids, time.perf_counter() - t0))
         if ds == "beauty":
             id_sets.append((load_ids("letter"), 0.0))

@@ -1,0 +1,105 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmalign.das.retriever import (
+    GenerativeRetriever,
+    PrefixTrie,
+    constrained_beam_search,
+    evaluate_retrieval,
+    pad_histories,
+    ranks_from_beams,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_prefix_trie_by_hand():
+    t = PrefixTrie(np.array([[0, 1], [0, 2], [1, 0]]))
+    assert t.level_sizes == [2, 3]
+    assert t.allowed[0].tolist() == [[True, True]]
+    # prefixes of length 1: (0) -> 0, (1) -> 1
+    assert t.allowed[1].tolist() == [[False, True, True], [True, False, False]]
+    assert t.child[1].tolist() == [[-1, 0, 1], [2, -1, -1]]
+    with pytest.raises(ValueError, match="duplicate"):
+        PrefixTrie(np.array([[0, 1], [0, 1]]))
+
+
+def _unique_codes(draw_rows):
+    return np.unique(np.array(draw_rows), axis=0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=25),
+       st.integers(1, 12), st.integers(0, 1000))
+def test_beam_search_emits_only_valid_ids_and_is_exact_with_a_wide_beam(rows, beam, seed):
+    codes = torch.as_tensor(_unique_codes(rows))
+    n = codes.shape[0]
+    trie = PrefixTrie(codes)
+    torch.manual_seed(seed)
+    model = GenerativeRetriever(trie.level_sizes, max_history=3, d_model=16, n_heads=2, n_layers=1, dim_ff=16).eval()
+    hist = torch.tensor([[-1, 0, n - 1], [0, 0, 0]])
+    items, scores = constrained_beam_search(model, hist, codes, trie, beam=beam)
+    assert items.shape == (2, beam)
+    for r in range(2):
+        got = items[r][items[r] >= 0].tolist()
+        assert len(got) == min(beam, n) and len(set(got)) == len(got)  # valid, distinct items
+        s = scores[r][: len(got)]
+        assert bool((s[:-1] >= s[1:] - 1e-6).all())
+    # independent brute force: exact log-probability of every valid ID by teacher forcing
+    mem, pad = model.encode(hist, codes)
+    exact = torch.zeros(2, n)
+    with torch.no_grad():
+        for lvl in range(codes.shape[1]):
+            pre = codes[:, :lvl]
+            for r in range(2):
+                logits = model.decode(mem[r:r + 1].expand(n, -1, -1), pad[r:r + 1].expand(n, -1), pre)
+                exact[r] += torch.log_softmax(logits, -1).gather(1, codes[:, lvl:lvl + 1]).squeeze(1)
+    for r in range(2):
+        got = items[r][items[r] >= 0]
+        assert torch.allclose(scores[r][: len(got)], exact[r][got], atol=1e-4)
+    if beam >= n * 4:  # wider than every level's number of prefixes: the search is exhaustive, hence exact
+        order = torch.sort(exact, dim=1, descending=True, stable=True).indices
+        assert torch.allclose(exact.gather(1, order[:, :n]), scores[:, :n], atol=1e-4)
+
+
+def test_ranks_and_metrics_by_hand():
+    items = torch.tensor([[3, 1, 2, 0, 4, 5, 6, 7, 8, 9, 10], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 10]])
+    r = ranks_from_beams(items, torch.tensor([2, 11]))
+    assert r[0] == 3 and math.isinf(float(r[1]))
+
+
+def test_evaluate_retrieval_on_a_trivial_catalogue():
+    codes = torch.tensor([[0, 0], [0, 1], [1, 0]])
+    trie = PrefixTrie(codes)
+    model = GenerativeRetriever(trie.level_sizes, max_history=2, d_model=8, n_heads=2, n_layers=1, dim_ff=8)
+    res = evaluate_retrieval(model, pad_histories([[0], [1, 2]], 2), torch.tensor([1, 2]), codes, trie, beam=10)
+    # three items, beam 10: every target is within the top 3, so Recall@5 = Recall@10 = 1
+    assert res.values["recall@5"] == 1.0 and res.values["recall@10"] == 1.0
+    assert 1 / math.log2(4) <= res.values["ndcg@10"] <= 1.0
+    assert res.n_users == 2
+
+
+def test_teacher_forced_loss_falls_when_fitting_one_example():
+    codes = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+    model = GenerativeRetriever([2, 2], max_history=2, d_model=16, n_heads=2, n_layers=1, dim_ff=16, dropout=0.0)
+    hist, tgt = pad_histories([[0, 1]], 2), torch.tensor([3])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(model(hist, codes[tgt], codes))
+    for _ in range(30):
+        opt.zero_grad()
+        model(hist, codes[tgt], codes).backward()
+        opt.step()
+    assert float(model(hist, codes[tgt], codes)) < 0.2 * first
+    items, _ = constrained_beam_search(model.eval(), hist, codes, PrefixTrie(codes), beam=2)
+    assert int(items[0, 0]) == 3
