@@ -15,6 +15,7 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -61,8 +62,8 @@ class LabelConfig:
     cache_dir: str | None = field(None, help="cache folder (default: $ALIGNKIT_CACHE/graphalign/labels)")
     time_budget: float | None = field(None, help="stop submitting new pairs after this many seconds (resume later)")
     max_pairs: int | None = field(None, help="label at most this many new pairs in this run")
-    retry_timeouts: bool = field(False, help="also re-solve cached pairs that timed out (with this run's --timeout); "
-                                             "bounds only ever tighten")
+    retry_timeouts: bool = field(False, help="also re-solve cached pairs that timed out (with this run's --timeout), "
+                                             "before any new pair; bounds only ever tighten")
     out: str | None = field(None, help="export the labels done so far to this .npz")
     progress: bool = field(True, help="show a progress bar (pairs/s, ETA)")
 
@@ -109,6 +110,8 @@ def _worker_init(arrays: dict[str, np.ndarray], costs: EditCosts, labelled: bool
                  clock: str = "wall") -> None:
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the driver, which terminates the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
     _W["graphs"] = arrays_to_graphs(arrays)
     _W["costs"], _W["labelled"], _W["timeout"], _W["clock"] = costs, labelled, timeout, clock
@@ -176,6 +179,9 @@ def label_dataset(cfg: LabelConfig) -> Path:
         pairs = pairs[rng.permutation(len(pairs))]
         total += len(pairs)
         todo.extend((s, int(i), int(j), idx[i], idx[j]) for i, j in pairs if (s, int(i), int(j)) not in done)
+    if cfg.retry_timeouts:  # the timed-out pairs first, then new ones
+        timed_out = {(s, i, j) for s, i, j in db.execute("SELECT split, i, j FROM pairs WHERE optimal = 0")}
+        todo.sort(key=lambda t: (t[0], t[1], t[2]) not in timed_out)
     if cfg.max_pairs is not None:
         todo = todo[:cfg.max_pairs]
     n_done = sum(1 for d in done if d[0] in cfg.splits)  # cached pairs of the splits asked for
@@ -196,6 +202,11 @@ def label_dataset(cfg: LabelConfig) -> Path:
                dynamic_ncols=True)
     n_timeout = 0
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, _stop)  # a clean stop: finished chunks are already committed
     try:
         with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(arrays, costs, cfg.labelled, cfg.timeout,
                                                                            cfg.timeout_clock)) as pool:
@@ -206,7 +217,12 @@ def label_dataset(cfg: LabelConfig) -> Path:
                 bar.update(len(res))
                 if n_timeout:
                     bar.set_postfix(timeouts=n_timeout, refresh=False)
+    except KeyboardInterrupt:
+        print(f"\n[graphalign.label] stopped; {bar.n} pairs done, rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        raise
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         bar.close()
         db.close()
     if cfg.out:
@@ -304,7 +320,10 @@ def load_labels(path: str | os.PathLike) -> GEDLabels:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(LabelConfig, argv, description="Exact GED labels of within-split pairs (GraphEdX protocol).")
-    path = label_dataset(cfg)
+    try:
+        path = label_dataset(cfg)
+    except KeyboardInterrupt:
+        return 130
     print(f"[graphalign.label] cache: {path}" + (f"; exported {cfg.out}" if cfg.out else ""), file=sys.stderr)
     return 0
 
