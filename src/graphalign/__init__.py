@@ -2,12 +2,16 @@
 
 from .bounds import GEDBounds, ged_bounds
 from .costs import COST_PRESETS, GRAPHEDX, UNIT, EditCosts, get_costs
+from .data import GEDDataset, graphedx_split, load_ged_dataset, load_tu_dataset, within_split_pairs
 from .edit_path import EditOp, apply_edit_path, edit_path, path_cost
 from .exact import GEDResult, as_graph_arrays, exact_ged, mapping_cost
+from .label import GEDLabels, load_labels
 
 __all__ = [
     "EditCosts", "UNIT", "GRAPHEDX", "COST_PRESETS", "get_costs",
     "GEDResult", "exact_ged", "mapping_cost", "as_graph_arrays",
     "GEDBounds", "ged_bounds",
     "EditOp", "edit_path", "apply_edit_path", "path_cost",
+    "GEDDataset", "load_ged_dataset", "load_tu_dataset", "graphedx_split", "within_split_pairs",
+    "GEDLabels", "load_labels",
 ]
