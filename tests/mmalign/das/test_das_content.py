@@ -45,3 +45,31 @@ def test_beauty_never_uses_the_lm():
     assert resolve_encoder("auto", "beauty") == "tfidf"
     with pytest.raises(ValueError):
         resolve_encoder("bert", "beauty")
+
+
+def test_lm_embeddings_mask_padding(tmp_path):
+    """A tiny random Llama (no weights needed): an item's pooled embedding must not depend on the padding its
+    batch adds, and must equal the mean of its own last hidden states."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from mmalign.das.content import lm_embeddings
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "red": 2, "apple": 3, "pear": 4, "sweet": 5}
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]")
+    tok.padding_side = "right"
+    tok.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=6, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=2, pad_token_id=0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(tmp_path)
+    batch = lm_embeddings(["red sweet apple pear", "pear"], model=str(tmp_path), progress=False)
+    alone = lm_embeddings(["pear"], model=str(tmp_path), progress=False)
+    assert batch.shape == (2, 16)
+    assert np.allclose(batch[1], alone[0], atol=1e-5)
+    with torch.no_grad():
+        hid = model(torch.tensor([[2, 5, 3, 4]]), output_hidden_states=True).hidden_states[-1][0]
+    assert np.allclose(batch[0], hid.mean(0).numpy(), atol=1e-5)
