@@ -302,7 +302,8 @@ class CausalLMBackbone(nn.Module):
         self.norm = copy.deepcopy(self.norm)
         self.wpe = copy.deepcopy(self.wpe)
         self.hidden_size = int(lm.config.hidden_size)
-        self._embed = lm.get_input_embeddings()
+        # borrowed, not registered: neither trained, nor saved, nor frozen on the LM's side
+        object.__setattr__(self, "_embed", lm.get_input_embeddings())
         freeze_backbone(self, self.wpe)
 
     @property
@@ -312,11 +313,13 @@ class CausalLMBackbone(nn.Module):
     @torch.no_grad()
     def embed_text(self, token_ids: Tensor) -> Tensor:
         """Token embeddings :math:`(T, D)` of ``token_ids`` :math:`(T,)` from the LM's input embedding table."""
+        if self._embed is None:
+            raise RuntimeError("embed_text: the token embedding table was dropped; embed prompts before that")
         return self._embed(token_ids.to(self._embed.weight.device)).detach().float().clone()
 
     def drop_embedding_table(self) -> None:
-        """Forget the token embedding table (after the prompts are embedded) so checkpoints stay small."""
-        self._embed = None
+        """Forget the borrowed token embedding table once the prompts are embedded."""
+        object.__setattr__(self, "_embed", None)
 
     def start(self, h: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """Add learned position embeddings (GPT-2) or prepare rotary ones (Llama), and the causal mask."""

@@ -64,7 +64,7 @@ def test_pinned_small_graph():
     torch.testing.assert_close(cg.assign[:, 3], torch.tensor([0, 0, 0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3]))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(n_patch=st.integers(1, 40), demo=st.integers(1, 6), task=st.integers(1, 6), s=st.integers(1, 5))
 def test_graph_matches_independent_construction(n_patch, demo, task, s):
     if s > n_patch:
@@ -92,7 +92,7 @@ def test_graph_matches_independent_construction(n_patch, demo, task, s):
     assert ((cg.assign > 0).sum(1) == 1).all()
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), bsz=st.integers(1, 3))
 def test_edge_weights_normalised_per_group_float64(seed, bsz):
     cg = build_context_graph(7, 3, 2, 3)
@@ -183,7 +183,7 @@ def test_instance_norm_undone_at_output(tiny_lm):
 
 
 @pytest.mark.parametrize("seq_len,pred_len,patch,stride,segs", [(48, 12, 8, 8, 2), (64, 24, 16, 8, 3),
-                                                                 (33, 5, 4, 2, 1), (96, 96, 8, 4, 2)])
+                                                                 (33, 5, 4, 2, 1)])
 def test_shapes_all_models(tiny_lm, seq_len, pred_len, patch, stride, segs):
     name, lm = tiny_lm
     x = torch.randn(2, seq_len, 3)

@@ -69,3 +69,11 @@ def test_cli_trains_and_tests_every_model(tmp_path, model):
         assert saved["zero_shot"]["target"] == "ETTh2" and saved["zero_shot"]["n_windows"] == n_test
     if model in ("dsca", "ofa"):
         assert saved["n_frozen"] > 0
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--zero-shot-target" in out and "--few-shot" in out and "--max-epochs" in out
