@@ -47,6 +47,7 @@ def test_beauty_never_uses_the_lm():
         resolve_encoder("bert", "beauty")
 
 
+@pytest.mark.slow  # importing transformers takes ~20 s on the shared CPU
 def test_lm_embeddings_mask_padding(tmp_path):
     """A tiny random Llama (no weights needed): an item's pooled embedding must not depend on the padding its
     batch adds, and must equal the mean of its own last hidden states."""
