@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aligncore.config import field
-from aligncore.training import FitResult, TrainConfig, fit, unwrap
+from aligncore.training import FitResult, TrainConfig, fit, seed_everything, unwrap
 
 from .data import EADataset
 
@@ -180,6 +180,7 @@ def train_linear(data: EADataset, features: Tensor, *, out_dim: int = 256, tau: 
     n = features.shape[0]
     tcfg = train_config or TrainConfig(max_epochs=30, batch_size=1500, lr=2e-3, progress=False,
                                        out_dir="runs/kgalign-linear", resume=False, restore_best=False)
+    seed_everything(tcfg.seed)  # the initial weights depend on the seed too, not only the training
     model = LinearAligner(features.shape[1], out_dim, features)
 
     def loss_fn(m: nn.Module, batch: Tensor) -> Tensor:
@@ -233,6 +234,7 @@ def train_structure(data: EADataset, config: StructureConfig | None = None,
     n1, n2 = data.kg1.num_entities, data.kg2.num_entities
     if adjacency is None:
         adjacency = normalized_adjacency(joint_graph(data), n1 + n2)
+    seed_everything(tcfg.seed)  # the initial weights depend on the seed too, not only the training
     model = GCNAlignEncoder(n1 + n2, adjacency, cfg)
     links = data.train_links if train_links is None else train_links
 

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import re
+
+import torch
+
+from kgalign.backends import CallStats, Completion
+from kgalign.inference import Candidates
+from kgalign.prompt import NONE, EntityView
+from kgalign.voting import VotingConfig, decide, rerank, round_order
+
+K = 5
+N = 8
+
+
+class Scripted:
+    """A backend whose reply is ``policy(prompt)``."""
+
+    name, model = "scripted", "policy"
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.stats = CallStats()
+        self.prompts: list[str] = []
+
+    def complete(self, prompts):
+        self.prompts += prompts
+        self.stats.add(calls=len(prompts))
+        return [Completion(self.policy(p)) for p in prompts]
+
+
+def describe(source, candidates):
+    return EntityView(f"src{source}", []), [EntityView(f"ent{c}", []) for c in candidates]
+
+
+def _cands(gold_pos):
+    """N entities; candidate lists of KG2 ids 100*i + j; the gold one sits at base position gold_pos[i]."""
+    target = torch.tensor([[100 * i + j for j in range(K)] for i in range(N)])
+    score = torch.linspace(1, 0, K).repeat(N, 1)
+    gold = torch.tensor([100 * i + p for i, p in enumerate(gold_pos)])
+    return Candidates(torch.arange(N), target, score), gold
+
+
+def listed(prompt):
+    return re.findall(r"^(\d+)\. ent(\d+)", prompt, flags=re.M)
+
+
+def oracle_for(gold):
+    golds = {str(int(g)) for g in gold}
+
+    def policy(prompt):
+        for num, ent in listed(prompt):
+            if ent in golds:
+                return num
+        return "none"
+    return policy
+
+
+def test_round_orders():
+    assert round_order(4, 0, 0) == [0, 1, 2, 3]
+    assert round_order(4, 1, 0) == [3, 2, 1, 0]
+    o = round_order(6, 2, 0, key=3)
+    assert sorted(o) == list(range(6)) and o == round_order(6, 2, 0, key=3)
+
+
+def test_decide_ties_and_none():
+    assert decide([2, 1, 2]) == 2
+    assert decide([3, 1, None]) == 1  # tie broken by base rank
+    assert decide([NONE, NONE, 0]) == NONE
+    assert decide([NONE, 4]) == 4  # a candidate beats "none" at equal votes
+    assert decide([None, None]) is None
+
+
+def test_always_first_policy_exposes_positional_bias():
+    cands, gold = _cands([1] * N)
+    one = rerank(cands, describe, Scripted(lambda p: "1"), VotingConfig(rounds=1), progress=False)
+    assert one.first_option_rate == 1.0
+    assert torch.equal(one.candidates.target, cands.target)  # picks the base first every time
+    three = rerank(cands, describe, Scripted(lambda p: "1"), VotingConfig(rounds=3), progress=False)
+    assert three.first_option_rate == 1.0
+    for v in three.votes:
+        # the answers follow the listing order, not the entity: base first, then base last
+        assert v.answers[0] == 0 and v.answers[1] == K - 1 and len(v.answers) == 3
+        assert v.answers[2] == round_order(K, 2, 0, v.source)[0]
+    # votes disagree across permutations, so no entity has a majority of 2 unless the shuffle repeats one
+    split = [v for v in three.votes if len(set(v.answers)) == 3]
+    assert len(split) > 0
+    for v in split:
+        assert v.choice == 0  # three-way tie goes to the best base rank
+
+
+def test_oracle_reaches_hits1_of_one_and_stops_early():
+    gold_pos = [0, 1, 2, 3, 4, 1, 2, 3]
+    cands, gold = _cands(gold_pos)
+    backend = Scripted(oracle_for(gold))
+    res = rerank(cands, describe, backend, VotingConfig(rounds=3), progress=False)
+    assert torch.equal(res.candidates.target[:, 0], gold)
+    assert all(len(v.answers) == 2 for v in res.votes)  # 2 of 3 votes is a strict majority
+    assert res.llm_calls == 2 * N == len(backend.prompts)
+    # the other candidates keep their base order
+    i = 2
+    assert res.candidates.target[i].tolist() == [202, 200, 201, 203, 204]
+
+
+def test_abstaining_model_falls_back_to_base_rank():
+    cands, gold = _cands([2] * N)
+    res = rerank(cands, describe, Scripted(lambda p: "I cannot tell."), VotingConfig(rounds=3), progress=False)
+    assert torch.equal(res.candidates.target, cands.target)
+    assert all(v.choice is None and v.answers == [None] * 3 for v in res.votes)
+    assert res.abstain_rate == 1.0 and res.llm_calls == 3 * N
+    nones = rerank(cands, describe, Scripted(lambda p: "none"), VotingConfig(rounds=3), progress=False)
+    assert torch.equal(nones.candidates.target, cands.target)
+    assert all(v.choice == NONE for v in nones.votes) and nones.none_rate == 1.0
+
+
+def test_selective_mode_sends_only_low_margin_entities():
+    cands, gold = _cands([1] * N)
+    cands.score[:4, 0] = 5.0  # confident: margin > threshold
+    backend = Scripted(oracle_for(gold))
+    res = rerank(cands, describe, backend, VotingConfig(rounds=1, margin_threshold=0.5), progress=False)
+    assert res.llm_entities == 4 and all(res.votes[i] is None for i in range(4))
+    assert torch.equal(res.candidates.target[:4], cands.target[:4])  # untouched
+    assert torch.equal(res.candidates.target[4:, 0], gold[4:])
+    assert {p.split("src")[1].split("\n")[0] for p in backend.prompts} == {"4", "5", "6", "7"}
