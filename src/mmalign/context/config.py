@@ -22,7 +22,7 @@ class ContextConfig:
     seq_len: int = field(512, help="input window length L (the paper's long-term setting: 512; few-shot script: "
                                    "192)")
     pred_len: int = field(96, help="forecast horizon H")
-    few_shot: float = field(0.0, help="keep the first fraction of training windows (0.05 = the paper's 5% "
+    few_shot: float = field(0.0, help="keep the first fraction of training windows (0.05 = the paper's 5 percent "
                                       "few-shot); 0 keeps all")
     zero_shot_target: str | None = field(None, help="also test on this ETT file's test split (zero-shot transfer)")
     eval_stride: int = field(1, help="use every k-th validation/test window (1 = all, the published protocol)")
