@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(CONFIGS), help="models")
     ap.add_argument("--max-eval-pairs", type=int, default=2000, help="validation pairs (the test split is complete)")
     ap.add_argument("--suffix", default="", help="results file suffix (e.g. _smoke)")
+    ap.add_argument("--patience", type=int, default=None,
+                    help="early-stopping patience in evaluations (default: off, every model trains for the budget)")
+    ap.add_argument("--note", default="", help="text appended to the budget description")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the rows of the models run here in the existing results file")
     ap.add_argument("--throughput-only", action="store_true",
                     help="only add CPU-time throughput (pairs_per_cpu_s) to the existing results file")
     a = ap.parse_args(argv)
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = GEDTrainConfig(dataset="aids700nef", costs=costs, model=name, max_eval_pairs=a.max_eval_pairs,
                                      time_budget=a.budget, plot=False, threads=1)
                 tcfg = TrainConfig(out_dir=tmp, max_epochs=1000, batch_size=64, lr=3e-3, max_grad_norm=10.0,
-                                   patience=8, progress=False, seed=0)
+                                   patience=a.patience, progress=False, seed=0)
                 mcfg = CONFIGS[name]() if CONFIGS[name] else None
                 load0 = os.getloadavg()[0]
                 res = train(cfg, mcfg, tcfg)
@@ -125,12 +130,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['pairs_per_s']:.0f} pairs/s (1 thread), {row['epochs']} epochs", flush=True)
     cols = ["dataset", "costs", "model", "mse", "mae", "kendall_tau", "spearman_rho", "precision@10", "epochs",
             "pairs_per_s", "pairs_per_s_2threads"]
+    if a.merge:
+        import json
+
+        from _common import RESULTS
+
+        old = json.loads((RESULTS / f"graphedx{a.suffix}.json").read_text())["rows"]
+        new = {(r["dataset"], r["costs"], r["model"]): r for r in rows}
+        rows = [new.pop((r["dataset"], r["costs"], r["model"]), r) for r in old] + list(new.values())
     print_table(rows, cols)
     budget = (f"{a.budget:.0f} s of training wall time per neural model (same splits, batch 64, AdamW lr 3e-3, "
-              f"1 torch thread, early stopping patience 8 on val MSE), on a 2-core CPU shared with 6 other engineers' "
+              f"1 torch thread, best checkpoint by val MSE, early stopping "
+              f"{'off' if a.patience is None else f'patience {a.patience}'}), on a 2-core CPU shared with 6 other "
+              f"engineers' "
               f"jobs (1-min load average ~{max(r['loadavg_1min'] for r in rows):.0f} at the starts): "
               f"a small fraction of the GraphEdX paper's training; throughput at batch 256 on the test pairs under "
-              f"the same contention")
+              f"the same contention" + (f"; {a.note}" if a.note else ""))
     path = write_results("graphedx", rows, budget=budget, suffix=a.suffix)
     print(f"wrote {path}")
     return 0
