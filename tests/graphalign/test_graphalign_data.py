@@ -116,3 +116,34 @@ def test_tu_reader_on_a_tiny_file(tmp_path):
     assert [sorted(g.edges()) for g in gs] == [[(0, 1), (1, 2)], [(0, 1)]]
     assert [gs[0].nodes[u]["label"] for u in gs[0]] == ["C", "O", "C"]
     assert len(load_tu_dataset("mutagenicity", root=tmp_path / "Mutagenicity", max_nodes=2)) == 1
+
+
+def test_vendor_roundtrip_from_gedataset_layout(tmp_path):
+    import torch
+
+    from graphalign.data import vendor_ged_dataset
+
+    src = tmp_path / "AIDS700nef"
+    graphs = {"train": {4: nx.path_graph(3), 9: nx.cycle_graph(4)}, "test": {2: nx.star_graph(2)}}
+    rows = ["matrix_index\tsplit\tgraph_id\tnum_nodes\tnum_edges"]
+    k = 0
+    for split, gs in graphs.items():
+        (src / "raw" / "AIDS700nef" / split).mkdir(parents=True)
+        for gid in sorted(gs):
+            g = gs[gid]
+            nx.set_node_attributes(g, {u: ("C" if u else "O") for u in g}, "type")
+            nx.write_gexf(g, src / "raw" / "AIDS700nef" / split / f"{gid}.gexf")
+            rows.append(f"{k}\t{split}\t{gid}\t{g.number_of_nodes()}\t{g.number_of_edges()}")
+            k += 1
+    (src / "index.tsv").write_text("\n".join(rows) + "\n")
+    (src / "processed").mkdir()
+    ged = torch.tensor([[0, 3, 2], [3, 0, 4], [2, 4, float("inf")]])
+    torch.save(ged, src / "processed" / "AIDS700nef_ged.pt")
+    direct = load_ged_dataset("aids700nef", root=src)
+    out = vendor_ged_dataset(src, "AIDS700nef", tmp_path / "vend" / "graphs" / "AIDS700nef.npz")
+    packed = load_ged_dataset("aids700nef", root=out.parent.parent)
+    for ds in (direct, packed):
+        assert list(ds.graph_ids) == [4, 9, 2] and list(ds.split) == ["train", "train", "test"]
+        assert np.array_equal(ds.ged, ged.numpy().astype(np.float64))
+        assert [g.number_of_edges() for g in ds.graphs] == [2, 4, 2]
+        assert ds.graphs[0].nodes[0]["label"] == "O" and ds.graphs[0].nodes[1]["label"] == "C"
