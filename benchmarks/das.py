@@ -74,7 +74,18 @@ def main() -> None:
     ap.add_argument("--suffix", default="", help="results file suffix (e.g. _cuda)")
     ap.add_argument("--note", default="", help="appended to the budget string (e.g. machine load)")
     ap.add_argument("--markdown", action="store_true", help="print the markdown table of the results file and exit")
+    ap.add_argument("--merge", default=None, help="append the rows of results/das<MERGE>.json (a run of other "
+                    "datasets, e.g. _ml) to results/das.json, joining the budget strings, and exit")
     a = ap.parse_args()
+    if a.merge:
+        main_doc = json.loads((RESULTS / "das.json").read_text())
+        other = json.loads((RESULTS / f"das{a.merge}.json").read_text())
+        done = {r["dataset"] for r in main_doc["rows"]}
+        main_doc["rows"] += [r for r in other["rows"] if r["dataset"] not in done]
+        main_doc["budget"] = f"{main_doc['budget']} || {', '.join(sorted({r['dataset'] for r in other['rows']}))}: " \
+            f"{other['budget']}"
+        (RESULTS / "das.json").write_text(json.dumps(main_doc, indent=2) + "\n")
+        return
     if a.markdown:
         print(markdown(RESULTS / f"das{a.suffix}.json"))
         return

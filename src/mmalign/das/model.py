@@ -96,7 +96,7 @@ class DebiasSplit:
 
 @dataclass
 class DASOutput:
-    """Total loss and each weighted-before term (unweighted values) of one batch."""
+    """Total (weighted) loss of one batch and each of its terms, unweighted."""
 
     loss: Tensor
     terms: dict[str, Tensor]
