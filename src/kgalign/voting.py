@@ -12,7 +12,7 @@ abstention. With :math:`v(o)` the votes of option :math:`o` after a round,
 
 Abstentions cast no vote. If no vote was cast, or ``none`` wins, the base ranking is kept (the answer is
 recorded as ``"none"`` / ``"abstain"``). Otherwise the chosen candidate moves to the top and the others keep
-their base order. Rounds of all entities run in lock-step, so each round is one batched backend call.
+their base order. Rounds of all entities run in lock-step: each round's prompts go to the backend in chunks.
 
 Selective reranking: only entities whose base score margin (first minus second candidate) is below
 ``margin_threshold`` are sent to the model; the others keep the base ranking.
@@ -46,6 +46,7 @@ class VotingConfig:
     margin_threshold: float | None = field(None, help="selective mode: only entities whose base score margin "
                                                       "is below this go to the LLM (None: all)")
     order_seed: int = field(0, help="seed of the shuffled candidate orders (rounds >= 3)")
+    chunk: int = field(16, help="prompts per backend call (the cache fills and progress shows per chunk)")
 
 
 def round_order(k: int, t: int, seed: int, key: int = 0) -> list[int]:
@@ -154,7 +155,10 @@ def rerank(cands: Candidates, describe: Callable[[int, Sequence[int]], tuple[Ent
             src_view, cand_views = views[i]
             prompts.append(build_prompt(src_view, [cand_views[j] for j in order]))
             metas.append((i, order))
-        comps = backend.complete(prompts)
+        comps = []
+        for s in range(0, len(prompts), max(cfg.chunk, 1)):
+            comps += backend.complete(prompts[s:s + cfg.chunk])
+            bar.set_postfix(round=t + 1, done=len(comps))
         calls += len(prompts)
         still = []
         for (i, order), comp in zip(metas, comps, strict=True):

@@ -132,3 +132,26 @@ def test_local_lm_with_tiny_random_model_counts_calls():
     assert len(out) == 3 and lm.stats.calls == 3
     assert lm.stats.prompt_tokens == 3 + 5 + 1
     assert all(len(c.text) <= 3 for c in out)
+
+
+@pytest.mark.slow
+def test_real_smollm2_reranks_a_few_zh_en_entities(tmp_path):
+    pytest.importorskip("transformers")
+    from kgalign.data import load_dbp15k
+    from kgalign.llm_align import Describer
+    from kgalign.names import CharNgramTfidf, sparse_similarity
+
+    data = load_dbp15k("zh_en")
+    enc = CharNgramTfidf().fit(data.kg1.names + data.kg2.names)
+    src = data.test_links[:3, 0]
+    sim = sparse_similarity(enc.transform(data.kg1.names), enc.transform(data.kg2.names), src.numpy())
+    val, idx = sim.topk(5, dim=1)
+    cands = Candidates(src, idx, val)
+    lm = LocalLM("smollm2", max_new_tokens=6, batch_size=3)
+    backend = CachedBackend(lm, ResponseCache(tmp_path / "c.sqlite"))
+    res = rerank(cands, Describer(data), backend, VotingConfig(rounds=2), progress=False)
+    assert lm.stats.calls == res.llm_calls == 6 and lm.stats.completion_tokens > 0
+    assert all(len(v.answers) == 2 for v in res.votes)
+    # whatever the model says, the reranked lists are permutations of the base lists
+    assert torch.equal(res.candidates.target.sort(1).values, cands.target.sort(1).values)
+    assert len(backend.cache) == 6
