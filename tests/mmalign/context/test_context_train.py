@@ -77,3 +77,16 @@ def test_cli_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--zero-shot-target" in out and "--few-shot" in out and "--max-epochs" in out
+
+
+def test_cli_resume_matches_uninterrupted_run(tmp_path):
+    base = ["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", "dlinear", "--few-shot", "0.02",
+            "--eval-stride", "300", "--max-epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
+            "--no-restore-best"]
+    whole = main(base + ["--max-steps", "6", "--out-dir", str(tmp_path / "whole")])
+    main(base + ["--max-steps", "3", "--out-dir", str(tmp_path / "cut")])  # stops mid-epoch, writes last.pt
+    resumed = main(base + ["--max-steps", "6", "--out-dir", str(tmp_path / "cut")])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if '"step"' in line]
+    assert steps == [3, 6]  # the second run continued the first (a fresh start would log only step 6)
+    assert resumed["test"]["mse"] == pytest.approx(whole["test"]["mse"], rel=1e-6)
