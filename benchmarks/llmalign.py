@@ -100,6 +100,32 @@ def run_trl_speed(args, examples, out_dir: Path) -> dict:
             "steps": state["steps"], "trl_version": __import__("trl").__version__}
 
 
+def speed_only(args, train_ex, tmp: Path, load_start: float, t_all: float) -> int:
+    """Rerun only the throughput comparison, interleaved, and update the speed columns of the results row."""
+    result = json.loads(args.out.read_text())
+    row = result["rows"][0]
+    speed_ex = train_ex[: args.batch_size * args.speed_steps]
+    ours, trl = [], []
+    for r in range(args.speed_only):
+        ours.append(run_ours_speed(args, speed_ex, tmp / f"ours{r}")["tokens_per_s"])
+        print(f"repeat {r}: llmalign {ours[-1]:.2f} tokens/s", flush=True)
+        res = run_trl_speed(args, speed_ex, tmp / f"trl{r}")
+        trl.append(res["tokens_per_s"])
+        print(f"repeat {r}: TRL {trl[-1]:.2f} tokens/s", flush=True)
+    row.update({"speed_steps": args.speed_steps, "tokens_per_s": round(sum(ours) / len(ours), 2),
+                "trl_tokens_per_s": round(sum(trl) / len(trl), 2),
+                "ratio_vs_trl": round(sum(ours) / sum(trl), 3),
+                "tokens_per_s_runs": ", ".join(f"{x:.2f}" for x in ours),
+                "trl_tokens_per_s_runs": ", ".join(f"{x:.2f}" for x in trl), "trl_version": res["trl_version"],
+                "speed_load_average": f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+                                      f"({os.cpu_count()} cores)"})
+    result["budget"] += (f"; speed columns re-measured by --speed-only {args.speed_only} ({args.speed_steps} steps per "
+                         f"run, llmalign and TRL interleaved, {time.perf_counter() - t_all:.0f} s wall)")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown_table(result))
+    return 0
+
+
 TABLE_KEYS = ["model", "loss", "steps", "batch_size", "train_seconds", "pref_accuracy_before", "pref_accuracy_after",
               "likelihood_accuracy_before", "likelihood_accuracy_after", "task_accuracy_before", "task_accuracy_after",
               "kl_ref_after", "tokens_per_s", "trl_tokens_per_s", "ratio_vs_trl"]
@@ -130,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "llmalign.json")
     ap.add_argument("--table", action="store_true", help="only print the markdown table of --out and exit")
+    ap.add_argument("--speed-only", type=int, default=0, metavar="R",
+                    help="only rerun the throughput comparison R times, interleaved (llmalign, TRL, llmalign, ...), "
+                         "and update the speed columns of the existing --out row with the means")
     args = ap.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(args.out.read_text())))
@@ -141,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     data = arithmetic_preferences(args.n_train + args.n_eval, seed=0)
     train_ex, eval_ex = data[: args.n_train], data[args.n_train:]
     tmp = Path(tempfile.mkdtemp(prefix="llmalign-bench-"))
+    if args.speed_only:
+        return speed_only(args, train_ex, tmp, load_start, t_all)
 
     # 1. quality: DPO steps, metrics before and after
     lm, tok = load_causal_lm(args.model)
