@@ -50,8 +50,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_ = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        # argparse %-formats help strings: escape a literal percent sign
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                              "help": f"{help_} (default: {default!r})"}
+                              "help": f"{help_} (default: {default!r})".replace("%", "%%")}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if tp is bool:

@@ -61,6 +61,9 @@ class TrainConfig:
     eval_every: int = field(1, help="evaluate every this many epochs")
     checkpoint_every_steps: int | None = field(None, help="also checkpoint every this many optimiser steps")
     resume: bool = field(True, help="continue from out_dir/last.pt when it exists")
+    checkpoint_trainable_only: bool = field(
+        False, help="store only trainable parameters and buffers in checkpoints (frozen backbones are "
+        "rebuilt by the caller, not saved)")
     restore_best: bool = field(True, help="load the best weights into the model when training ends")
     progress: bool = field(True, help="show a progress bar")
     num_workers: int = field(0, help="DataLoader worker processes")
@@ -176,6 +179,26 @@ class EpochSampler(Sampler[int]):
         return len(self._indices())
 
 
+def _model_state(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]:
+    sd = model.state_dict()
+    if not trainable_only:
+        return sd
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in sd.items() if k not in frozen}
+
+
+def _load_model_state(model: nn.Module, sd: dict[str, Tensor], trainable_only: bool, path: Path) -> None:
+    if not trainable_only:
+        model.load_state_dict(sd)
+        return
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    bad = [k for k in missing if k not in frozen]
+    if bad or unexpected:
+        raise RuntimeError(f"{path}: checkpoint does not fit the model (missing trainable {bad[:5]}, "
+                           f"unexpected {list(unexpected)[:5]})")
+
+
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -284,7 +307,7 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     if cfg.resume and last_path.exists():
         ck = torch.load(last_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
+        _load_model_state(model, ck["model"], cfg.checkpoint_trainable_only, last_path)
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and ck.get("scheduler") is not None:
             sched.load_state_dict(ck["scheduler"])
@@ -313,7 +336,7 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
             dist.all_gather_object(gathered, rngs)
             rngs = gathered
         if is_main:
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+            atomic_save({"model": _model_state(model, cfg.checkpoint_trainable_only), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict() if sched is not None else None,
                          "scaler": scaler.state_dict(), "loop": dict(state), "rng": rngs}, last_path)
 
@@ -399,8 +422,8 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
             if state["best"] is None or sign * value < sign * state["best"]:
                 state["best"], state["best_epoch"], state["bad_evals"] = value, state["epoch"], 0
                 if is_main:
-                    atomic_save({"model": model.state_dict(), "epoch": state["epoch"], "metrics": metrics},
-                                best_path)
+                    atomic_save({"model": _model_state(model, cfg.checkpoint_trainable_only),
+                                 "epoch": state["epoch"], "metrics": metrics}, best_path)
             else:
                 state["bad_evals"] += 1
                 if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
@@ -414,7 +437,7 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
         done = state["stopped_early"] or state["step"] >= total_steps
     if cfg.restore_best and best_path.exists():
         ck = torch.load(best_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
+        _load_model_state(model, ck["model"], cfg.checkpoint_trainable_only, best_path)
     if world > 1:
         dist.barrier()
     return FitResult(best_metric=state["best"], best_epoch=state["best_epoch"], epochs=state["epoch"],

@@ -119,3 +119,34 @@ def test_bad_configuration(tmp_path):
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         fit(model, train, loss_fn=task.loss_fn, config=TrainConfig(out_dir=str(tmp_path / "z"), progress=False))
+
+
+def test_checkpoint_trainable_only(tmp_path):
+    torch.manual_seed(0)
+    model = task.Net(0.0)
+    for p in model.body[0].parameters():
+        p.requires_grad_(False)
+    train, (vx, vy) = task.make_task()
+    cfg = TrainConfig(out_dir=str(tmp_path), max_epochs=2, batch_size=16, progress=False, device="cpu",
+                      checkpoint_trainable_only=True)
+    fit(model, train, loss_fn=task.loss_fn, config=cfg,
+        evaluate=lambda m: {"val_loss": float(torch.nn.functional.mse_loss(m(vx), vy))})
+    sd = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert set(sd) == {"body.3.weight", "body.3.bias"}
+    res = fit(model, train, loss_fn=task.loss_fn, config=TrainConfig(**{**cfg.__dict__, "max_epochs": 3}),
+              evaluate=lambda m: {"val_loss": float(torch.nn.functional.mse_loss(m(vx), vy))})
+    assert res.epochs == 3  # resumed from the trainable-only checkpoint
+
+
+def test_percent_in_help_text():
+    from dataclasses import dataclass
+
+    from aligncore.config import field, parse_configs
+
+    @dataclass
+    class C:
+        frac: float = field(0.05, help="share of windows (5% few-shot)")
+
+    with pytest.raises(SystemExit) as e:
+        parse_configs([C], ["--help"])
+    assert e.value.code == 0

@@ -1,9 +1,9 @@
 """Thin wrappers over POT (Python Optimal Transport) where POT is the right tool: exact EMD and fused
-Gromov-Wasserstein. Inputs and outputs are torch tensors; POT's torch backend keeps them on their device."""
+Gromov-Wasserstein. Inputs and outputs are torch tensors; POT's torch backend keeps them on their device.
+POT is imported when a wrapper is first called, so ``import aligncore`` works where POT is absent."""
 
 from __future__ import annotations
 
-import ot
 import torch
 from torch import Tensor
 
@@ -26,6 +26,8 @@ def emd(cost: Tensor, a: Tensor | None = None, b: Tensor | None = None, *, max_i
         - cost: :math:`(B, n, m)` or :math:`(n, m)`; a: :math:`(B, n)`; b: :math:`(B, m)`
         - output: like cost
     """
+    import ot
+
     C, squeezed = as_batched(cost, "cost")
     if not bool(torch.isfinite(C).all()):
         raise ValueError(f"cost of shape {tuple(cost.shape)} contains non-finite values")
@@ -68,6 +70,8 @@ def fused_gromov_wasserstein(
         raise ValueError(
             f"expected cost (n, m), C1 (n, n), C2 (m, m); got {tuple(cost.shape)}, {tuple(C1.shape)}, {tuple(C2.shape)}"
         )
+    import ot
+
     n, m = cost.shape
     wa = check_marginal(a, "a", 1, n, True, None, cost.double())[0]
     wb = check_marginal(b, "b", 1, m, True, None, cost.double())[0]
