@@ -100,3 +100,19 @@ def test_graphedx_cost_labels_need_a_label_file(tmp_path):
     assert isinstance(build_model("graphedx"), GraphEdX)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope")
+
+
+def test_shipped_graphedx_cost_labels_are_found_by_default():
+    from graphalign import GRAPHEDX
+    from graphalign.models.pairs import default_label_file
+
+    path = default_label_file("aids700nef", "graphedx")
+    if path is None:
+        pytest.skip("no shipped data/graphs/labels/aids700nef_graphedx_*.npz")
+    data = load_ged_pairs("aids700nef", "graphedx", max_pairs={"train": 50, "val": 50, "test": 50})
+    assert data.costs == GRAPHEDX and data.node_label is None
+    assert data.source["labels"] == str(path)
+    for s in ("train", "val", "test"):
+        d = data.splits[s]
+        assert len(d) == 50 and (d.target >= 0).all()
+        assert (d.pairs[:, 0] != d.pairs[:, 1]).all()
