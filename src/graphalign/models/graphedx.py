@@ -33,7 +33,8 @@ Pipeline, top to bottom in :meth:`GraphEdX.compute`:
 Design choices of this implementation (beyond the reference code):
 
 - Each pair is padded to :math:`m = \max(n, n')` nodes: the mask of :func:`aligncore.ot.gumbel_sinkhorn` cuts the
-  rest of the batch padding, so the prediction does not depend on how much a batch is padded. (Padding to
+  rest of the batch padding (the Gumbel noise is drawn here, once for both directions), so the prediction does not
+  depend on how much a batch is padded. (Padding to
   :math:`\max(n, n')` suffices whenever relabelling costs no more than deleting and inserting.)
 - ``symmetric=True`` (default) makes the predictor exactly consistent with :meth:`EditCosts.swapped`: the alignment of
   :math:`(G', G)` is the transpose of that of :math:`(G, G')` (average of the Sinkhorn plans of
@@ -147,28 +148,6 @@ def pair_alignment(P: Tensor) -> tuple[Tensor, Tensor]:
     return S, iu
 
 
-_CUT = -1e30  # a score whose exp is exactly 0 after division by any tau >= 1e-6: no mass crosses the cut
-
-
-def _padded_sinkhorn(log_alpha: Tensor, valid: Tensor, tau: float, n_iter: int) -> Tensor:
-    """Gumbel-Sinkhorn (noise already added) on the valid block of each padded problem, exactly independent of the
-    amount of padding.
-
-    ``aligncore.ot.gumbel_sinkhorn(..., mask=)`` lets padded rows take part in the first column update (its row
-    potentials start at 0 on padding too), so with a fixed, unconverged iteration count the plan depends on how much a
-    problem is padded. Instead the padding becomes its own block, cut off from the valid block by scores whose
-    exponentials are exactly zero; one extra padded row and column for every problem keeps the cut (and so the
-    log-sum-exp kernel of :func:`aligncore.ot.sinkhorn`) the same for every batch.
-    """
-    B, N, _ = log_alpha.shape
-    v = torch.nn.functional.pad(valid, (0, 1), value=False)
-    cross = v[:, :, None] ^ v[:, None, :]
-    x = torch.nn.functional.pad(log_alpha, (0, 1, 0, 1))
-    x = torch.where(cross, torch.full_like(x, _CUT), torch.where(v[:, :, None], x, torch.zeros_like(x)))
-    P = gumbel_sinkhorn(x, tau=tau, noise_factor=0.0, n_iter=n_iter)[:, :N, :N]
-    return P * (valid[:, :, None] & valid[:, None, :]).to(P.dtype)
-
-
 class GraphEdX(GEDModel):
     r"""The GraphEdX GED estimator (see the module docstring for the model, top to bottom).
 
@@ -214,10 +193,10 @@ class GraphEdX(GEDModel):
             log_alpha = log_alpha + cfg.noise_factor * sample_gumbel(log_alpha.shape, device=log_alpha.device,
                                                                      dtype=log_alpha.dtype)
         if not cfg.symmetric:
-            return _padded_sinkhorn(log_alpha, valid, cfg.tau, cfg.sinkhorn_iters)
+            return gumbel_sinkhorn(log_alpha, tau=cfg.tau, noise_factor=0.0, n_iter=cfg.sinkhorn_iters, mask=valid)
         B = X1.shape[0]
-        both = _padded_sinkhorn(torch.cat([log_alpha, log_alpha.transpose(1, 2)]), torch.cat([valid, valid]),
-                                cfg.tau, cfg.sinkhorn_iters)
+        both = gumbel_sinkhorn(torch.cat([log_alpha, log_alpha.transpose(1, 2)]), tau=cfg.tau, noise_factor=0.0,
+                               n_iter=cfg.sinkhorn_iters, mask=torch.cat([valid, valid]))
         return 0.5 * (both[:B] + both[B:].transpose(1, 2))
 
     # ---- the whole model ---------------------------------------------------------------------------------------
@@ -229,7 +208,8 @@ class GraphEdX(GEDModel):
         node_del, node_ins, edge_del, edge_ins, node_sub = c.unbind()
         mask1, mask2 = batch.mask1, batch.mask2
         ar = torch.arange(N, device=batch.n1.device)
-        valid = ar < torch.maximum(batch.n1, batch.n2)[:, None]  # the pair's padded size m = max(n1, n2)
+        # the pair's padded size m = max(n1, n2) (a 1 x 1 dummy block for two empty graphs)
+        valid = ar < torch.maximum(batch.n1, batch.n2).clamp(min=1)[:, None]
 
         # 1. node embeddings, both graphs in one pass (zero rows on padding)
         H = self.encoder(torch.cat([batch.x1, batch.x2]), torch.cat([batch.adj1, batch.adj2]),
