@@ -292,7 +292,7 @@ def dbp15k_links(pair: str = "zh_en", root: str | os.PathLike | None = None) -> 
 
 def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                  name_store: str | os.PathLike | None = None, struct_dim: int = 96, rel_dim: int = 32,
-                 val: float = 0.1, seed: int = 0, model: str = "smollm2", max_layers: int | None = 8,
+                 val: float = 0.1, seed: int = 0, model: str = "smollm2", max_layers: int | None = 1,
                  name_encoder=None, progress: bool = True) -> PairSet:
     r"""DBP15K linked entities: ``structure`` of KG1 (:func:`~mmalign.altmoe.encoders.spectral_structure_embeddings`
     of its relation triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built
@@ -301,8 +301,11 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
 
     Args:
         name_store (str, optional): store folder for the KG2 name embeddings (built when missing).
-            (default: ``$ALIGNKIT_CACHE/altmoe/dbp15k-<pair>-names-smollm2``)
-        max_layers (int, optional): SmolLM2 layers run for the names (as for MovieLens). (default: :obj:`8`)
+            (default: ``$ALIGNKIT_CACHE/altmoe/dbp15k-<pair>-names-smollm2-L<max_layers>``)
+        max_layers (int, optional): SmolLM2 layers run for the names; entity names are 2-6 tokens and the
+            default pools the input embeddings and the first layer's states, which takes a minute or two on a CPU
+            for the 15,000 names (8 layers, as for MovieLens, took over an hour on a busy 2-core CPU).
+            (default: :obj:`1`)
         name_encoder (callable, optional): any frozen text encoder ``list[str] -> (b, d)`` instead of SmolLM2.
     """
     from .encoders import LMTextEncoder, spectral_structure_embeddings
@@ -318,7 +321,8 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
     links = np.concatenate([raw["sup"], raw["ref"]])
     uris = [raw["ent2"][int(e)] for e in links[:, 1]]
     names = [_uri_name(u) for u in uris]
-    path = Path(name_store) if name_store is not None else default_cache(f"dbp15k-{pair}-names-{model}")
+    path = Path(name_store) if name_store is not None else default_cache(
+        f"dbp15k-{pair}-names-{model}-L{max_layers}")
     try:
         st = EmbeddingStore(path)
         if st.ids != uris:

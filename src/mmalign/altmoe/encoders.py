@@ -23,10 +23,27 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import svds
 from torch import Tensor, nn
 
-__all__ = ["LMTextEncoder", "mf_item_embeddings", "spectral_structure_embeddings", "freeze"]
+__all__ = ["LMTextEncoder", "mf_item_embeddings", "spectral_structure_embeddings", "freeze", "top_svd"]
+
+
+def top_svd(mat: sp.spmatrix, k: int, *, seed: int = 0, dense_below: int = 3000) -> tuple[np.ndarray, ...]:
+    """Top-``k`` singular triplets ``(u, s, vt)`` of a sparse matrix, by decreasing singular value: an exact
+    dense SVD when the smaller side is below ``dense_below``, else randomized subspace iteration
+    (:func:`torch.svd_lowrank`, oversampling 2k, 8 power iterations, seeded), which stays fast on large graphs
+    where ARPACK needs many restarts."""
+    if not 1 <= k < min(mat.shape):
+        raise ValueError(f"k must lie in [1, {min(mat.shape)}), got {k}")
+    if min(mat.shape) < dense_below:
+        u, s, vt = np.linalg.svd(mat.toarray(), full_matrices=False)
+        return u[:, :k], s[:k], vt[:k]
+    coo = mat.tocoo()
+    t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, mat.shape, dtype=torch.float64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, s, v = torch.svd_lowrank(t.coalesce(), q=min(2 * k, min(mat.shape)), niter=8)
+    return u[:, :k].numpy(), s[:k].numpy(), v[:, :k].T.numpy()
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -110,7 +127,7 @@ def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray
         ratings (np.ndarray): rating values, shape :math:`(R,)`.
         n_users, n_items (int): matrix size.
         dim (int, optional): embedding width (< min(n_users, n_items)). (default: :obj:`64`)
-        seed (int, optional): seed of the ARPACK start vector. (default: :obj:`0`)
+        seed (int, optional): seed of the randomized SVD (large matrices). (default: :obj:`0`)
 
     Returns:
         Tensor: :math:`(n_{items}, dim)` float32, components sorted by decreasing singular value.
@@ -126,10 +143,8 @@ def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray
     cnt = np.maximum(np.bincount(users, minlength=n_users), 1)
     centred = r - (sums / cnt)[users]
     mat = sp.csr_matrix((centred, (users, items)), shape=(n_users, n_items))
-    v0 = np.random.default_rng(seed).standard_normal(min(n_users, n_items))
-    _, s, vt = svds(mat, k=dim, v0=v0)
-    order = np.argsort(-s)
-    emb = vt[order].T * np.sqrt(s[order])[None, :]
+    _, s, vt = top_svd(mat, dim, seed=seed)
+    emb = vt.T * np.sqrt(s)[None, :]
     emb = emb * np.sign(emb.sum(0, keepdims=True) + 1e-12)  # fix the sign of each component
     return torch.from_numpy(emb.astype(np.float32))
 
@@ -149,7 +164,7 @@ def spectral_structure_embeddings(edges: np.ndarray, n: int, dim: int = 64, *, r
         dim (int, optional): spectral width. (default: :obj:`64`)
         relations (np.ndarray, optional): relation id of each edge, :math:`(E,)`. (default: :obj:`None`)
         rel_dim (int, optional): width of the relation-usage part. (default: :obj:`0`)
-        seed (int, optional): seed of the ARPACK start vectors. (default: :obj:`0`)
+        seed (int, optional): seed of the randomized SVD (large graphs). (default: :obj:`0`)
 
     Returns:
         Tensor: :math:`(n, dim + rel\_dim)` float32.
@@ -159,7 +174,6 @@ def spectral_structure_embeddings(edges: np.ndarray, n: int, dim: int = 64, *, r
         raise ValueError(f"edges must have shape (E, 2), got {edges.shape}")
     if edges.size and (edges.min() < 0 or edges.max() >= n):
         raise ValueError(f"edge endpoints must lie in [0, {n})")
-    rng = np.random.default_rng(seed)
     h, t = edges[:, 0], edges[:, 1]
     a = sp.coo_matrix((np.ones(2 * len(h)), (np.r_[h, t], np.r_[t, h])), shape=(n, n)).tocsr()
     a.data[:] = 1.0
@@ -167,9 +181,8 @@ def spectral_structure_embeddings(edges: np.ndarray, n: int, dim: int = 64, *, r
     d = np.asarray(a.sum(1)).ravel()
     dinv = sp.diags(1.0 / np.sqrt(d))
     norm = dinv @ a @ dinv
-    u, s, _ = svds(norm, k=dim, v0=rng.standard_normal(n))
-    order = np.argsort(-s)
-    parts = [u[:, order] * np.sqrt(np.abs(s[order]))[None, :]]
+    u, s, _ = top_svd(norm, dim, seed=seed)
+    parts = [u * np.sqrt(s)[None, :]]
     if relations is not None and rel_dim > 0:
         rel = np.asarray(relations, dtype=np.int64)
         if rel.shape != h.shape:
@@ -182,9 +195,8 @@ def spectral_structure_embeddings(edges: np.ndarray, n: int, dim: int = 64, *, r
         c = sp.csr_matrix(c.multiply(idf[None, :]))
         c.data = np.log1p(c.data)
         k = min(rel_dim, min(c.shape) - 1)
-        u2, s2, _ = svds(c, k=k, v0=rng.standard_normal(min(c.shape)))
-        o2 = np.argsort(-s2)
-        parts.append(u2[:, o2] * s2[o2][None, :])
+        u2, s2, _ = top_svd(c, k, seed=seed + 1)
+        parts.append(u2 * s2[None, :])
     emb = np.concatenate(parts, axis=1)
     emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-8)
     return torch.from_numpy(emb.astype(np.float32))
