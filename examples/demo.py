@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["demo_aligncore", "demo_graphalign", "demo_kgalign", "demo_llmalign", "demo_context", "demo_das",
-            "demo_altmoe"]
+SECTIONS = ["demo_aligncore", "demo_graphalign", "demo_graphedx", "demo_kgalign", "demo_llmalign",
+            "demo_context", "demo_das", "demo_altmoe"]
 
 
 def main(argv: list[str]) -> int:
