@@ -18,6 +18,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -190,9 +191,17 @@ def label_dataset(cfg: LabelConfig) -> Path:
     arrays = graphs_to_arrays(graphs, "label" if _has_labels(graphs) else None)
     t0 = time.perf_counter()
 
+    # the pool's feeder thread drains this generator eagerly: a semaphore keeps at most 2 chunks per worker in
+    # flight, so that the time budget is checked when a chunk is actually handed out
+    slots = threading.Semaphore(2 * cfg.workers)
+    stop = threading.Event()
+
     def tasks() -> Iterator[list[tuple[str, int, int, int, int]]]:
         for a in range(0, len(todo), cfg.chunk_size):
-            if cfg.time_budget is not None and time.perf_counter() - t0 > cfg.time_budget:
+            while not slots.acquire(timeout=0.2):
+                if stop.is_set():
+                    return
+            if stop.is_set() or (cfg.time_budget is not None and time.perf_counter() - t0 > cfg.time_budget):
                 return
             yield todo[a:a + cfg.chunk_size]
 
@@ -210,13 +219,17 @@ def label_dataset(cfg: LabelConfig) -> Path:
     try:
         with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(arrays, costs, cfg.labelled, cfg.timeout,
                                                                            cfg.timeout_clock)) as pool:
-            for res in pool.imap_unordered(_worker_run, tasks()):
-                db.executemany(_UPSERT, res)
-                db.commit()
-                n_timeout += sum(1 for r in res if not r[6])
-                bar.update(len(res))
-                if n_timeout:
-                    bar.set_postfix(timeouts=n_timeout, refresh=False)
+            try:
+                for res in pool.imap_unordered(_worker_run, tasks()):
+                    slots.release()
+                    db.executemany(_UPSERT, res)
+                    db.commit()
+                    n_timeout += sum(1 for r in res if not r[6])
+                    bar.update(len(res))
+                    if n_timeout:
+                        bar.set_postfix(timeouts=n_timeout, refresh=False)
+            finally:
+                stop.set()  # lets the feeder thread leave tasks() before the pool is terminated
     except KeyboardInterrupt:
         print(f"\n[graphalign.label] stopped; {bar.n} pairs done, rerun the same command to resume",
               file=sys.stderr, flush=True)

@@ -127,3 +127,12 @@ def test_retry_timeouts_tightens_bounds(tmp_path):
                                  ).fetchone()
     con.close()
     assert opt == 1 and lo == v == hi == before[("val", 0, 1)][0] - 5
+
+
+def test_time_budget_stops_early_and_resumes(tmp_path):
+    cfg = LabelConfig(dataset="aids700nef", costs="graphedx", max_nodes=8, workers=2, chunk_size=4,
+                      cache_dir=str(tmp_path), progress=False, time_budget=0.5)
+    db = label_dataset(cfg)
+    n = len(rows(db))
+    assert 0 < n < 40 * 39 + 13 * 12 + 14 * 13  # stopped before the end, with whole chunks committed
+    assert n % 4 == 0 or n == 40 * 39 + 13 * 12 + 14 * 13
