@@ -127,12 +127,14 @@ def markdown_table(path: Path = RESULTS) -> str:
     rows = res["rows"]
     used = [c for c in cols if any(r.get(c) is not None for r in rows)]
 
-    def fmt(v):
+    rates = {"hits@1_before", "hits@1", "hits@10", "mrr", "first_option_rate"}
+
+    def fmt(c, v):
         if v is None:
             return ""
-        return f"{v:.4f}" if isinstance(v, float) and v < 1.0001 else str(v)
+        return f"{v:.4f}" if c in rates else str(v)
     lines = ["| " + " | ".join(used) + " |", "|" + "---|" * len(used)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in used) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(c, r.get(c)) for c in used) + " |" for r in rows]
     return "\n".join(lines) + f"\n\nMachine: {res['machine']}; torch threads: {res['torch_threads']}; " \
                              f"budget: {res['budget']}."
 
@@ -149,6 +151,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of other pairs already in --out (to run pairs as separate processes)")
     args = ap.parse_args()
     if args.table:
         print(markdown_table(args.out))
@@ -165,12 +169,16 @@ def main() -> None:
                               threshold=args.margin_threshold, seed=0,
                               cache_path=os.path.join(work, "llm_cache.sqlite"), batch_size=args.batch_size)
         del state
+    if args.merge and args.out.exists():
+        old = json.loads(args.out.read_text())["rows"]
+        rows = [r for r in old if r["pair"] not in args.pairs] + rows
     out = {"machine": f"{platform.machine()} {os.cpu_count()} cores, shared with other jobs "
                       f"(load average {os.getloadavg()[0]:.1f} at the end); {platform.processor() or 'CPU'}",
            "torch_threads": args.threads,
            "budget": "one run per setting; embedding: full test set (10,500 links) ranked against all KG2 "
                      "entities not in training links; LLM: "
-                     f"{args.llm_entities} fixed zh_en test entities (seeded sample), SmolLM2-135M-Instruct on CPU",
+                     f"{args.llm_entities} fixed zh_en test entities (seeded sample), SmolLM2-135M-Instruct on CPU"
+                     + (" (pairs run as separate processes, merged)" if args.merge else ""),
            "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
