@@ -1,7 +1,12 @@
 """Alt-MoE against a CLIP-style linear projection and a single-MLP connector, same budget, two real pair sets.
 
-    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py            # both sets, 3 seeds
-    python benchmarks/altmoe.py --datasets movielens --seeds 0 --epochs 5  # quick look
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py            # both sets, 3 seeds, one process
+    # what made benchmarks/results/altmoe.json: one process per (dataset, seed), side by side, then merged
+    for s in 0 1 2; do python benchmarks/altmoe.py --datasets movielens --seeds $s --out ml_$s.json & done
+    for s in 0 1 2; do ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en \
+        --seeds $s --out dbp_$s.json & done; wait
+    python benchmarks/altmoe.py --merge ml_?.json dbp_?.json               # -> benchmarks/results/altmoe.json
+    python benchmarks/altmoe.py --table                                    # the README table
 
 Pair sets (frozen encoders, embeddings cached on disk once):
 
@@ -10,7 +15,7 @@ Pair sets (frozen encoders, embeddings cached on disk once):
   use) vs ``behaviour`` = rank-64 PureSVD item factors of the ratings; random 80/10/10 split by movie; test
   retrieval among the 972 test movies.
 - ``dbp15k-zh-en``: DBP15K zh-en, ``structure`` = spectral (96-d) + relation-usage (32-d) embeddings of the
-  Chinese KG vs ``names`` = SmolLM2 embeddings of the English entity names; the 4,500 seed links (minus 450
+  Chinese KG vs ``names`` = SmolLM2 embeddings (input embeddings + first layer, pooled) of the English names; the 4,500 seed links (minus 450
   for validation) train, retrieval among the 10,500 reference links tests.
 
 Budget, identical for every model: the same epochs, batch 256, AdamW lr 1e-3, weight decay 1e-4, no early
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="*", default=["movielens", "dbp15k-zh-en"])
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="training device ('auto': CUDA when present)")
     ap.add_argument("--pairs-dir", default=None, help="read each dataset from <dir>/<dataset> (float16 .npy folders "
@@ -83,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", default=None, help="build the pair sets, write them under this folder and exit")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "altmoe.json"))
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    ap.add_argument("--merge", nargs="*", default=None, help="combine result files of separate runs (e.g. one per "
+                                                             "seed or dataset, run in parallel) into --out and exit")
     args = ap.parse_args(argv)
+    if args.merge:
+        res = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(table(res))
+        return 0
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
@@ -134,6 +146,33 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(table(res))
     return 0
+
+
+def merge(results: list[dict]) -> dict:
+    """Rows of the same (dataset, direction, model) from several files: metrics averaged (weighted by seeds),
+    ``recall@1_std`` the population std of the files' Recall@1 (exact when each file holds one seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for res in results:
+        for r in res["rows"]:
+            groups.setdefault((r["dataset"], r["direction"], r["model"]), []).append(r)
+    rows = []
+    for rs in groups.values():
+        n = sum(r["seeds"] for r in rs)
+        out = dict(rs[0])
+        for m in ("recall@1", "recall@5", "recall@10", "mrr", "seconds_per_epoch"):
+            out[m] = round(sum(r[m] * r["seeds"] for r in rs) / n, 4)
+        out["recall@1_std"] = round(statistics.pstdev([r["recall@1"] for r in rs]), 4) if len(rs) > 1 else \
+            rs[0]["recall@1_std"]
+        out["seeds"] = n
+        rows.append(out)
+    import re
+
+    seeds = sorted({int(x) for r in results for x in re.findall(r"\d+", re.search(r"seeds \[([^]]*)\]",
+                                                                                   r["budget"]).group(1))})
+    budgets = list(dict.fromkeys(re.sub(r"; seeds \[[^]]*\]", "", r["budget"]) for r in results))
+    return {"machine": results[0]["machine"], "torch_threads": results[0]["torch_threads"],
+            "budget": " | ".join(budgets) + f"; seeds {seeds}, one process per (dataset, seed) run side by side "
+                      "and merged (--merge)", "rows": rows}
 
 
 def table(res: dict) -> str:

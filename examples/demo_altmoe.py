@@ -15,7 +15,7 @@ from mmalign.altmoe import AltMoEConfig, AltMoETrainConfig, movielens_pairs
 from mmalign.altmoe.train import train_altmoe
 
 
-def main(epochs: int = 5) -> dict[str, dict[str, float]]:
+def main(epochs: int = 3) -> dict[str, dict[str, float]]:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     t0 = time.perf_counter()
     pairs = movielens_pairs()
@@ -23,8 +23,8 @@ def main(epochs: int = 5) -> dict[str, dict[str, float]]:
           f"{pairs.train.numel()}/{pairs.val.numel()}/{pairs.test.numel()} ({time.perf_counter() - t0:.1f} s)")
     results = {}
     for model in ("altmoe", "linear"):
-        # a small connector so the demo stays short on a 2-core CPU (the CLI defaults are 12 experts, top-4, 256)
-        cfg = AltMoEConfig(model=model, experts=8, top_k=2, latent=128, hidden=128)
+        # the CLI's default connector (12 experts, top-4, latent 256); only 3 epochs to keep the demo short
+        cfg = AltMoEConfig(model=model, experts=12, top_k=4, latent=256, hidden=256)
         tcfg = AltMoETrainConfig(out_dir=f"/tmp/alignkit-demo-altmoe/{model}", max_epochs=epochs, batch_size=256,
                                  patience=None, progress=False)
         t1 = time.perf_counter()
