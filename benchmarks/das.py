@@ -11,6 +11,20 @@ larger and trained far longer).
     python benchmarks/das.py --markdown            # print the table of benchmarks/results/das.json
 
 Writes benchmarks/results/das.json (rewritten after every row, so a stopped run keeps what it measured).
+
+The committed results were made on the shared CPU by these runs (IDs built once, then reused by two parallel
+retriever runs; MovieLens in its own run), then joined:
+
+    python benchmarks/das.py --datasets beauty --work runs/bench-das   # built runs/bench-das/beauty/*/ids.json
+    mv runs/bench-das runs/bench-das-ids                               # (its retriever run was stopped)
+    python benchmarks/das.py --datasets beauty --methods das,letter --ids-from runs/bench-das-ids \
+        --work runs/bench-das-b1 --retriever-steps 150 --eval-users 1000 --suffix _b1
+    python benchmarks/das.py --datasets beauty --methods rqvae,two-stage --ids-from runs/bench-das-ids \
+        --work runs/bench-das-b2 --retriever-steps 150 --eval-users 1000 --suffix _b2
+    python benchmarks/das.py --datasets ml-latest-small --suffix _ml --work runs/bench-das-ml --id-epochs 2 \
+        --rqvae-epochs 20 --retriever-steps 150 --eval-users 610
+    cp benchmarks/results/das_b1.json benchmarks/results/das.json
+    python benchmarks/das.py --merge _b2 && python benchmarks/das.py --merge _ml
 """
 
 from __future__ import annotations
@@ -45,7 +59,9 @@ def markdown(path: Path = RESULTS / "das.json") -> str:
         return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
     lines = ["| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
-    lines += ["| " + " | ".join(f(r.get(c)) for c in COLS) + " |" for r in doc["rows"]]
+    order = {"rqvae": 0, "two-stage": 1, "das": 2, "letter": 3}
+    rows = sorted(doc["rows"], key=lambda r: (r["dataset"], order.get(r["model"], 9)))
+    lines += ["| " + " | ".join(f(r.get(c)) for c in COLS) + " |" for r in rows]
     return "\n".join(lines) + f"\n\nMachine: {doc['machine']}; torch threads: {doc['torch_threads']}.\n" \
         f"Budget: {doc['budget']}\n"
 
@@ -53,7 +69,10 @@ def markdown(path: Path = RESULTS / "das.json") -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="beauty,ml-latest-small")
-    ap.add_argument("--methods", default="rqvae,two-stage,das")
+    ap.add_argument("--methods", default="rqvae,two-stage,das,letter",
+                    help="ID sets, in order ('letter' only on Beauty)")
+    ap.add_argument("--ids-from", default=None, help="reuse <DIR>/<dataset>/<method>/ids.json of an earlier run "
+                    "(same ID budget) instead of building the IDs again")
     ap.add_argument("--id-epochs", type=int, default=4, help="epochs over the interactions of the DAS / two-stage "
                     "alignment training")
     ap.add_argument("--rqvae-epochs", type=int, default=30, help="epochs over the items of the plain RQ-VAE and "
@@ -80,10 +99,11 @@ def main() -> None:
     if a.merge:
         main_doc = json.loads((RESULTS / "das.json").read_text())
         other = json.loads((RESULTS / f"das{a.merge}.json").read_text())
-        done = {r["dataset"] for r in main_doc["rows"]}
-        main_doc["rows"] += [r for r in other["rows"] if r["dataset"] not in done]
-        main_doc["budget"] = f"{main_doc['budget']} || {', '.join(sorted({r['dataset'] for r in other['rows']}))}: " \
-            f"{other['budget']}"
+        done = {(r["dataset"], r["model"]) for r in main_doc["rows"]}
+        main_doc["rows"] += [r for r in other["rows"] if (r["dataset"], r["model"]) not in done]
+        if other["budget"] != main_doc["budget"]:
+            main_doc["budget"] = f"{main_doc['budget']} || " \
+                f"{', '.join(sorted({r['dataset'] for r in other['rows']}))}: {other['budget']}"
         (RESULTS / "das.json").write_text(json.dumps(main_doc, indent=2) + "\n")
         return
     if a.markdown:
@@ -102,6 +122,13 @@ def main() -> None:
         split = leave_one_out(data.sequences)
         id_sets: list[tuple[SemanticIDs, float]] = []
         for method in a.methods.split(","):
+            if method == "letter":
+                if ds == "beauty":
+                    id_sets.append((load_ids("letter"), 0.0))
+                continue
+            if a.ids_from:
+                id_sets.append((SemanticIDs.load(Path(a.ids_from) / ds / method / "ids.json"), float("nan")))
+                continue
             t0 = time.perf_counter()
             tc = TrainConfig(out_dir=str(work / ds / method),
                              max_epochs=a.rqvae_epochs if method == "rqvae" else a.id_epochs,
@@ -109,8 +136,6 @@ def main() -> None:
             run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs)
             ids = build_ids(run, DASConfig(n_codes=a.n_codes), tc)
             id_sets.append((ids, time.perf_counter() - t0))
-        if ds == "beauty":
-            id_sets.append((load_ids("letter"), 0.0))
         for ids, id_s in id_sets:
             t0 = time.perf_counter()
             rc = RetrieveConfig(ids="-", max_history=a.max_history, beam=a.beam, eval_users=a.eval_users)
@@ -120,7 +145,7 @@ def main() -> None:
             res = run_retrieval(ids, split, rc, tc)
             row = {k: res[k] for k in ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
                                        "utilisation", "collision_rate", "eval_users"]}
-            row.update(id_seconds=round(id_s, 1), retrieve_seconds=round(time.perf_counter() - t0, 1),
+            row.update(id_seconds=None if id_s != id_s else round(id_s, 1), retrieve_seconds=round(time.perf_counter() - t0, 1),
                        retriever_steps=res["steps"])
             rows.append(row)
             out_rows = rows + ([TIGER_BEAUTY] if any(r["dataset"] == "beauty" for r in rows) else [])
