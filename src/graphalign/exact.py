@@ -4,8 +4,11 @@ The search maps the nodes of the smaller graph one by one (in a connectivity ord
 deletion. Every search node is bounded below by a linear sum assignment problem (LSAP) over the unmapped nodes whose
 costs hold the exact node cost, the exact cost of the edges towards already mapped nodes, and half a degree-based
 bound on the edges among unmapped nodes (the bipartite bound of Riesen & Bunke, 2009, made exact on the mapped part
-as in the branch-match bound "BM" of Chang et al., 2020); the first upper bound is the exact cost of the root LSAP
-assignment. The bound is admissible for any non-negative costs, so the result is exact.
+as in the branch-match bound "BM" of Chang et al., 2020), raised to a node-count / edge-count bound. Upper bounds:
+the root LSAP assignment refined by local search (image swaps and moves), then the LSAP completion at every search
+node. Twin nodes (same label, same neighbours) are branched once (a lexicographically smallest optimal map always
+survives). The bound is admissible for any non-negative costs, so the result is exact; on timeout the proven lower
+bound is the least bound over the untried children of the nodes on the search stack.
 """
 
 from __future__ import annotations
