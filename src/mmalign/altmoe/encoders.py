@@ -39,7 +39,8 @@ def top_svd(mat: sp.spmatrix, k: int, *, seed: int = 0, dense_below: int = 3000)
         u, s, vt = np.linalg.svd(mat.toarray(), full_matrices=False)
         return u[:, :k], s[:k], vt[:k]
     coo = mat.tocoo()
-    t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, mat.shape, dtype=torch.float64)
+    t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, mat.shape, dtype=torch.float64,
+                                check_invariants=False)  # built from a valid scipy COO matrix
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         u, s, v = torch.svd_lowrank(t.coalesce(), q=min(2 * k, min(mat.shape)), niter=8)

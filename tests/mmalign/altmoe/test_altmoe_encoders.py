@@ -145,3 +145,19 @@ def test_spectral_structure_matches_dense_svd_up_to_sign():
     np.testing.assert_allclose(both.numpy().mean(0), 0, atol=1e-5)
     with pytest.raises(ValueError, match="endpoints"):
         spectral_structure_embeddings(np.array([[0, n]]), n, dim=2)
+
+
+def test_top_svd_randomized_path_agrees_with_dense_svd():
+    import scipy.sparse as sp
+
+    from mmalign.altmoe.encoders import top_svd
+
+    rng = np.random.default_rng(0)
+    low = rng.standard_normal((300, 6)) @ np.diag([10, 8, 6, 4, 3, 2]) @ rng.standard_normal((6, 200)) / 10
+    mat = sp.csr_matrix(low + 0.01 * rng.standard_normal((300, 200)))
+    u, s, vt = top_svd(mat, 4, dense_below=10)  # forces the randomized path
+    u_ref, s_ref, vt_ref = np.linalg.svd(mat.toarray(), full_matrices=False)
+    np.testing.assert_allclose(s, s_ref[:4], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(np.sum(u * u_ref[:, :4], axis=0)), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="k must"):
+        top_svd(mat, 200)
