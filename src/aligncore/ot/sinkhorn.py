@@ -194,6 +194,8 @@ def sinkhorn(
     with torch.no_grad():
         if tol == 0 or not converged:
             err = torch.linalg.vector_norm(plan.sum(dim=1) - wb, dim=1)
+            if tol > 0:  # judged on the plan returned, so converged and marginal_error always agree
+                converged = bool((err <= tol).all())
         if tol == 0:
             converged = False  # never checked: tol=0 asks for no host synchronisation
     total = (plan * C).sum(dim=(1, 2))
