@@ -1,7 +1,12 @@
-"""Dataset-root resolution: ``root=`` argument, then ``$ALIGNKIT_DATA``, then the project's ``data/`` folder."""
+"""Dataset-root resolution: ``root=`` argument, then ``$ALIGNKIT_DATA``, then the project's ``data/`` folder;
+and reading the bundled files, which are stored compressed (``name.gz`` / ``name.xz`` beside or instead of
+``name``)."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import lzma
 import os
 from pathlib import Path
 
@@ -25,6 +30,30 @@ def candidate_roots(root: str | os.PathLike | None = None) -> list[Path]:
     return out
 
 
+def find_file(path: str | os.PathLike) -> Path:
+    """``path`` itself, or ``path.xz`` / ``path.gz`` when only a compressed copy exists."""
+    p = Path(path)
+    for cand in (p, p.with_name(p.name + ".xz"), p.with_name(p.name + ".gz")):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"no such file: {p} (nor {p.name}.xz / {p.name}.gz)")
+
+
+def open_text(path: str | os.PathLike, *, newline: str | None = None) -> io.TextIOBase:
+    """Open a UTF-8 text file, or its ``.xz`` / ``.gz`` copy (see :func:`find_file`), decompressing on the fly.
+    Pass ``newline=""`` for :mod:`csv`."""
+    p = find_file(path)
+    if p.suffix == ".xz":
+        return io.TextIOWrapper(lzma.open(p, "rb"), encoding="utf-8", newline=newline)
+    if p.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline=newline)
+    return open(p, encoding="utf-8", newline=newline)
+
+
+def _exists(probe: Path) -> bool:
+    return probe.exists() or any(probe.with_name(probe.name + ext).exists() for ext in (".xz", ".gz"))
+
+
 def resolve_dataset(name: str, root: str | os.PathLike | None = None, *, must_contain: str | None = None) -> Path:
     """Find the folder of dataset ``name``.
 
@@ -34,7 +63,8 @@ def resolve_dataset(name: str, root: str | os.PathLike | None = None, *, must_co
     Args:
         name: the dataset's folder name (may contain ``/``, e.g. ``"graphs/AIDS700nef"``).
         root: explicit location. (default: :obj:`None`)
-        must_contain: a file (relative to the dataset folder) that must exist for a match. (default: :obj:`None`)
+        must_contain: a file (relative to the dataset folder) that must exist for a match, plain or as a
+            ``.xz`` / ``.gz`` copy. (default: :obj:`None`)
 
     Raises:
         FileNotFoundError: naming every place that was looked at.
@@ -45,7 +75,7 @@ def resolve_dataset(name: str, root: str | os.PathLike | None = None, *, must_co
         for cand in (r / name, r):
             probe = cand / must_contain if must_contain else cand
             looked.append(str(probe))
-            if cand.is_dir() and probe.exists() and (cand == r / name or must_contain is not None):
+            if cand.is_dir() and _exists(probe) and (cand == r / name or must_contain is not None):
                 return cand
     where = "\n  ".join(dict.fromkeys(looked))
     raise FileNotFoundError(

@@ -11,10 +11,7 @@ project's ``data/dbp15k`` copy (xz) and an uncompressed download load the same w
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import lzma
 import os
 import re
 import urllib.parse
@@ -25,31 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from aligncore.data import resolve_dataset
+from aligncore.data import find_file, open_text, resolve_dataset
 
 DBP15K_PAIRS = ("zh_en", "ja_en", "fr_en")
 
 
 # ----------------------------------------------------------------------------------------------- file reading
-
-
-def find_file(path: str | os.PathLike) -> Path:
-    """``path`` itself, or ``path.xz`` / ``path.gz`` when only a compressed copy exists."""
-    p = Path(path)
-    for cand in (p, p.with_name(p.name + ".xz"), p.with_name(p.name + ".gz")):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"no such file: {p} (nor {p.name}.xz / {p.name}.gz)")
-
-
-def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Open a text file (transparently decompressing ``.xz`` and ``.gz``) as UTF-8."""
-    p = find_file(path)
-    if p.suffix == ".xz":
-        return io.TextIOWrapper(lzma.open(p, "rb"), encoding="utf-8")
-    if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
 
 
 def read_rows(path: str | os.PathLike, ncols: int, *, int_cols: tuple[int, ...] = (),

@@ -58,3 +58,24 @@ def test_cli_flags_and_yaml_override(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_configs([_Method, TrainConfig], ["--config", str(bad)])
     assert "unknown option(s) ['hiden']" in capsys.readouterr().err
+
+
+def test_compressed_files_are_found_and_read(tmp_path):
+    import gzip
+    import lzma
+
+    from aligncore.data import find_file, open_text
+
+    (tmp_path / "set").mkdir()
+    with gzip.open(tmp_path / "set" / "a.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("x,y\n1,2\n")
+    with lzma.open(tmp_path / "set" / "b.txt.xz", "wt", encoding="utf-8") as fh:
+        fh.write("héllo\n")
+    assert resolve_dataset("set", root=tmp_path, must_contain="a.csv") == tmp_path / "set"
+    assert find_file(tmp_path / "set" / "a.csv").name == "a.csv.gz"
+    with open_text(tmp_path / "set" / "a.csv", newline="") as fh:
+        assert fh.read() == "x,y\n1,2\n"
+    with open_text(tmp_path / "set" / "b.txt") as fh:
+        assert fh.read() == "héllo\n"
+    with pytest.raises(FileNotFoundError, match="nor c.txt.xz"):
+        find_file(tmp_path / "set" / "c.txt")

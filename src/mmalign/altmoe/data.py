@@ -14,8 +14,6 @@ A :class:`PairSet` holds, for every modality, the frozen-encoder embedding of th
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import os
 from collections import Counter, defaultdict
@@ -27,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aligncore.data import resolve_dataset
+from aligncore.data import open_text, resolve_dataset
 
 from .store import EmbeddingStore
 
@@ -126,26 +124,8 @@ def synthetic_pairs(n: int = 600, dims: tuple[int, ...] = (24, 16), *, noise: fl
 
 # ------------------------------------------------------------------------------------------ MovieLens
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """Open ``path`` or, when missing, ``path.gz`` as UTF-8 text."""
-    if path.exists():
-        return open(path, encoding="utf-8", newline="")
-    gz = path.with_name(path.name + ".gz")
-    if gz.exists():
-        return io.TextIOWrapper(gzip.open(gz, "rb"), encoding="utf-8", newline="")
-    raise FileNotFoundError(f"neither {path} nor {gz} exists")
-
-
-def _resolve(name: str, root: str | os.PathLike | None, probe: str) -> Path:
-    """:func:`resolve_dataset` accepting ``probe`` or its gzip'd copy ``probe.gz`` as the marker file."""
-    try:
-        return resolve_dataset(name, root, must_contain=probe)
-    except FileNotFoundError:
-        return resolve_dataset(name, root, must_contain=probe + ".gz")
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with _open_text(path) as fh:
+    with open_text(path, newline="") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -156,7 +136,7 @@ def movielens_items(root: str | os.PathLike | None = None, *, max_tags: int = 8)
         dict: ``movie_ids`` (sorted ints), ``texts`` (``"<title>. Genres: ... Tags: ..."``, up to
         :obj:`max_tags` most frequent tags), ``users``, ``items``, ``ratings`` (0-based arrays), ``n_users``.
     """
-    path = _resolve(MOVIELENS, root, "movies.csv")
+    path = resolve_dataset(MOVIELENS, root, must_contain="movies.csv")
     movies = {int(r["movieId"]): r for r in _read_csv(path / "movies.csv")}
     rat = _read_csv(path / "ratings.csv")
     rated = sorted({int(r["movieId"]) for r in rat})
@@ -276,10 +256,10 @@ def _uri_name(uri: str) -> str:
 
 def dbp15k_links(pair: str = "zh_en", root: str | os.PathLike | None = None) -> dict[str, Any]:
     """Raw DBP15K ``pair`` (``zh_en``/``ja_en``): KG1 triples and size, KG2 URIs, train and test links."""
-    base = _resolve("dbp15k", root, f"{pair}/ent_ids_1") / pair
+    base = resolve_dataset("dbp15k", root, must_contain=f"{pair}/ent_ids_1") / pair
 
     def rows(name: str) -> list[list[str]]:
-        with _open_text(base / name) as fh:
+        with open_text(base / name, newline="") as fh:
             return [line.rstrip("\n").split("\t") for line in fh if line.strip()]
 
     ent1 = {int(r[0]): r[1] for r in rows("ent_ids_1")}

@@ -11,17 +11,14 @@ Loaders resolve their folder through :func:`aligncore.data.resolve_dataset` (``r
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from aligncore.data import resolve_dataset
+from aligncore.data import open_text, resolve_dataset
 
 BEAUTY = "recsys/amazon-beauty"
 MOVIELENS = "recsys/ml-latest-small"
@@ -89,23 +86,6 @@ def leave_one_out(sequences: list[list[int]], *, min_len: int = 3) -> Split:
 
 # ------------------------------------------------------------------------------------------ file helpers
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """Open ``path`` or, when missing, ``path.gz`` as UTF-8 text."""
-    if path.exists():
-        return open(path, encoding="utf-8", newline="")
-    gz = path.with_name(path.name + ".gz")
-    if gz.exists():
-        return io.TextIOWrapper(gzip.open(gz, "rb"), encoding="utf-8", newline="")
-    raise FileNotFoundError(f"neither {path} nor {gz} exists")
-
-
-def _resolve(name: str, root: str | os.PathLike | None, probe: str) -> Path:
-    try:
-        return resolve_dataset(name, root, must_contain=probe)
-    except FileNotFoundError:
-        return resolve_dataset(name, root, must_contain=probe + ".gz")
-
-
 # ------------------------------------------------------------------------------------------ Beauty
 
 def load_beauty(root: str | os.PathLike | None = None, *, max_users: int | None = None) -> SeqData:
@@ -118,9 +98,9 @@ def load_beauty(root: str | os.PathLike | None = None, *, max_users: int | None 
         root: dataset folder or a folder that contains ``recsys/amazon-beauty``. (default: :obj:`None`)
         max_users: keep only the first users (for fast tests); item ids are unchanged. (default: all)
     """
-    path = _resolve(BEAUTY, root, "Beauty.txt")
+    path = resolve_dataset(BEAUTY, root, must_contain="Beauty.txt")
     seqs: list[list[int]] = []
-    with _open_text(path / "Beauty.txt") as fh:
+    with open_text(path / "Beauty.txt", newline="") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -134,7 +114,7 @@ def load_beauty(root: str | os.PathLike | None = None, *, max_users: int | None 
             seqs.append(ids)
             if max_users is not None and len(seqs) >= max_users:
                 break
-    with _open_text(path / "Beauty_item2attributes.json") as fh:
+    with open_text(path / "Beauty_item2attributes.json", newline="") as fh:
         attrs = {int(k) - 1: v for k, v in json.load(fh).items()}
     n_items = max(max(attrs), max(max(s) for s in seqs)) + 1
     texts = [" ".join(f"a{a}" for a in attrs.get(i, [])) for i in range(n_items)]
@@ -143,8 +123,8 @@ def load_beauty(root: str | os.PathLike | None = None, *, max_users: int | None 
 
 def letter_semantic_ids(root: str | os.PathLike | None = None) -> np.ndarray:
     """LETTER's published Beauty semantic IDs (4 levels x 256 codes), shape :math:`(12101, 4)`, row = item id."""
-    path = _resolve(BEAUTY, root, "letter-sid/Beauty.index.json")
-    with _open_text(path / "letter-sid" / "Beauty.index.json") as fh:
+    path = resolve_dataset(BEAUTY, root, must_contain="letter-sid/Beauty.index.json")
+    with open_text(path / "letter-sid" / "Beauty.index.json", newline="") as fh:
         raw = json.load(fh)
     out = np.zeros((len(raw), 4), dtype=np.int64)
     for k, toks in raw.items():
@@ -163,13 +143,13 @@ def load_movielens(root: str | os.PathLike | None = None, *, max_tags: int = 8,
     ties by movie id); items are the rated movies, 0-based in ascending movieId order; text is
     ``"<title>. Genres: ... Tags: ..."`` with the :obj:`max_tags` most frequent tags.
     """
-    path = _resolve(MOVIELENS, root, "movies.csv")
-    with _open_text(path / "movies.csv") as fh:
+    path = resolve_dataset(MOVIELENS, root, must_contain="movies.csv")
+    with open_text(path / "movies.csv", newline="") as fh:
         movies = {int(r["movieId"]): r for r in csv.DictReader(fh)}
-    with _open_text(path / "ratings.csv") as fh:
+    with open_text(path / "ratings.csv", newline="") as fh:
         rat = [(int(r["userId"]), int(r["movieId"]), int(r["timestamp"])) for r in csv.DictReader(fh)]
     tags: dict[int, Counter[str]] = defaultdict(Counter)
-    with _open_text(path / "tags.csv") as fh:
+    with open_text(path / "tags.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             tags[int(r["movieId"])][r["tag"].strip().lower()] += 1
     rated = sorted({m for _, m, _ in rat})
