@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from aligncore.contrastive import info_nce, symmetric_info_nce
 from aligncore.metrics import hits_at_k, mrr, rank_of_target
 
 from .data import PairSet
@@ -36,26 +37,6 @@ from .schedule import AlternatingSchedule
 
 __all__ = ["info_nce", "symmetric_info_nce", "PairDataset", "AltAligner", "RetrievalResult", "retrieval",
            "evaluate_retrieval", "make_evaluator"]
-
-
-def info_nce(q: Tensor, k: Tensor, tau: float) -> Tensor:
-    r"""One-way InfoNCE: :math:`-\frac1B \sum_i \log \frac{\exp(S_{ii})}{\sum_j \exp(S_{ij})}`,
-    :math:`S = \bar q \bar k^\top / \tau`.
-
-    Shapes:
-        - q, k: :math:`(B, d)`; output: scalar
-    """
-    if q.shape != k.shape or q.dim() != 2:
-        raise ValueError(f"q and k must both have shape (B, d), got {tuple(q.shape)} and {tuple(k.shape)}")
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T / tau
-    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
-
-
-def symmetric_info_nce(q: Tensor, k: Tensor, tau: float) -> Tensor:
-    r"""Symmetric InfoNCE :math:`\frac12(\mathcal L(q, k) + \mathcal L(k, q))` (CLIP's loss)."""
-    return 0.5 * (info_nce(q, k, tau) + info_nce(k, q, tau))
 
 
 class PairDataset(Dataset):

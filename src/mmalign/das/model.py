@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aligncore.config import field
+from aligncore.contrastive import info_nce
 
 from .rqvae import RQVAE
 
@@ -68,17 +69,6 @@ class DASConfig:
     w_i2i: float = field(0.5, help="weight of the dual i2i / u2u alignment")
     w_co: float = field(0.5, help="weight of the dual co-occurrence i2i / u2u alignment")
     w_dual: float = field(0.5, help="weight of the dual learning (user quantisation vs item quantisation)")
-
-
-def info_nce(q: Tensor, k: Tensor, tau: float) -> Tensor:
-    r"""InfoNCE of row-paired :obj:`q`, :obj:`k` with in-batch negatives on cosine similarity / :math:`\tau`.
-
-    Shapes: q, k: :math:`(B, d)`; output scalar.
-    """
-    if q.shape != k.shape or q.dim() != 2:
-        raise ValueError(f"info_nce: q {tuple(q.shape)} and k {tuple(k.shape)} must both be (B, d)")
-    logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T / tau
-    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
 
 def orthogonality(a: Tensor, b: Tensor) -> Tensor:
