@@ -18,14 +18,6 @@ from graphalign.data import load_ged_dataset
 from graphalign.models import GraphEdX, GraphEdXConfig, GraphStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _iso(h: nx.Graph, g2: nx.Graph, label: str | None) -> bool:
     nm = None if label is None else (lambda a, b: a[label] == b[label])
     return nx.is_isomorphic(h, g2, node_match=nm)

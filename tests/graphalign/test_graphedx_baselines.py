@@ -15,12 +15,6 @@ from graphalign.models import Bipartite, GMNEmbed, GraphStore, SimGNN, encode_pa
 VOCAB = ["C", "N", "O"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _pairs(seed: int = 0):

@@ -26,13 +26,6 @@ from graphalign.models import (
 VOCAB = ["C", "N", "O"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is many times faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 VARIANTS = [("AD", "XOR"), ("DA", "DA"), ("XOR", "AD")]
 
 

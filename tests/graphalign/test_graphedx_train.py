@@ -17,15 +17,6 @@ from graphalign.models import GraphEdX, GraphEdXConfig, build_model, load_ged_pa
 from graphalign.train import GEDTrainConfig, train
 from graphalign.train import main as train_main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL = dict(max_train_pairs=1000, max_eval_pairs=300)
 
 

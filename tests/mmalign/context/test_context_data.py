@@ -16,16 +16,6 @@ from aligncore.data import project_data_dir
 from mmalign.context.data import ETTSeries, WindowDataset, ett_splits, eval_loader, load_ett, split_borders
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread is several times faster; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.fixture(scope="module")
 def etth1() -> ETTSeries:
     return load_ett("ETTh1")

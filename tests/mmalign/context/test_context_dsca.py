@@ -24,16 +24,6 @@ from mmalign.context.dsca import (
 from mmalign.context.train import build_model, load_backbone_lm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread is several times faster; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _expected_graph(n_patch, demo, task, s):
     """Independent construction of the DSCA layout and edges as a networkx DiGraph."""
     interval = n_patch // s

@@ -15,16 +15,6 @@ from mmalign.context.data import WindowDataset, ett_splits
 from mmalign.context.train import build_model, evaluate_forecast, main, train_context
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread is several times faster; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_evaluate_forecast_every_window_float64():
     gen = np.random.default_rng(0)
     data = gen.normal(size=(83, 3)).astype(np.float32)

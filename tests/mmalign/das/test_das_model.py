@@ -9,15 +9,6 @@ from hypothesis import strategies as st
 from mmalign.das.model import DAS, DASConfig, InteractionDataset, info_nce, orthogonality, popularity_targets
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread is fastest; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 7), st.integers(1, 6), st.floats(0.05, 2.0), st.integers(0, 10_000))
 def test_info_nce_matches_float64(b, d, tau, seed):

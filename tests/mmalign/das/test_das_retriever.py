@@ -16,14 +16,6 @@ from mmalign.das.retriever import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_prefix_trie_by_hand():
     t = PrefixTrie(np.array([[0, 1], [0, 2], [1, 0]]))
     assert t.level_sizes == [2, 3]

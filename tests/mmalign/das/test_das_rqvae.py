@@ -14,15 +14,6 @@ from mmalign.das.rqvae import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread is fastest; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _clustered(n=400, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(6, d, generator=g) * 3
