@@ -15,14 +15,22 @@ from .names import CharNgramTfidf, NameEncoderConfig, sparse_similarity
 from .prompt import NONE, EntityView, build_prompt, parse_answer
 from .selection import Fact, TripleSelector
 from .structure import GCNAlignEncoder, LinearAligner, StructureConfig, train_linear, train_structure
-from .voting import RerankResult, VotingConfig, decide, rerank, round_order
+from .voting import (
+    RerankResult,
+    ThresholdCalibration,
+    VotingConfig,
+    calibrate_margin_threshold,
+    decide,
+    rerank,
+    round_order,
+)
 
 __all__ = [
     "BaseModelResult", "CachedBackend", "CallStats", "CandidateConfig", "Candidates", "CharNgramTfidf",
     "Completion", "Describer", "EADataset", "EmbeddingAligner", "EntityView", "Fact", "GCNAlignEncoder",
     "KnowledgeGraph", "LinearAligner", "LocalLM", "NONE", "NameEncoderConfig", "OpenAIChat", "RerankResult",
-    "ResponseCache", "StructureConfig", "StructureTrainConfig", "TripleSelector", "VotingConfig",
-    "build_prompt", "csls", "decide", "hungarian_match", "load_dbp15k", "load_openea", "make_backend",
+    "ResponseCache", "StructureConfig", "StructureTrainConfig", "ThresholdCalibration", "TripleSelector", "VotingConfig",
+    "build_prompt", "calibrate_margin_threshold", "csls", "decide", "hungarian_match", "load_dbp15k", "load_openea", "make_backend",
     "parse_answer", "ranking_metrics", "read_attribute_triples", "rerank", "round_order", "sinkhorn_scores",
     "sparse_similarity", "top_candidates", "train_linear", "train_structure",
 ]

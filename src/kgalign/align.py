@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,9 +25,9 @@ from aligncore.config import config_to_dict, field, parse_configs
 
 from .candidates import CandidateConfig, EmbeddingAligner, StructureTrainConfig
 from .data import load_dbp15k, load_openea
-from .inference import candidate_metrics
+from .inference import Candidates, candidate_metrics
 from .llm_align import Describer, make_backend
-from .voting import VotingConfig, rerank
+from .voting import VotingConfig, calibrate_margin_threshold, rerank
 
 
 @dataclass
@@ -45,6 +45,9 @@ class AlignConfig:
                                          "server's model name for a URL")
     limit: int | None = field(None, help="rerank only the first N test links (embedding metrics still cover "
                                          "all of them)")
+    calibrate: int = field(0, help="choose --margin-threshold (selective mode) on the N test links after the "
+                                   "evaluated ones: full voting there, then the Hits@1-maximising cut (DBP15K "
+                                   "has no validation split; the evaluated links never pick their own threshold)")
     cache: str | None = field(None, help="sqlite response cache (default: <out_dir>/llm_cache.sqlite)")
     concurrency: int = field(4, help="parallel HTTP requests")
     timeout: float = field(60.0, help="seconds per HTTP request")
@@ -79,8 +82,6 @@ def main(argv: list[str] | None = None) -> dict:
     cands = base.candidates(max(acfg.candidates, 1))
     n_eval = len(test) if acfg.limit is None else min(acfg.limit, len(test))
     sub = slice(0, n_eval)
-    from .inference import Candidates
-
     sub_cands = Candidates(cands.source[sub], cands.target[sub], cands.score[sub])
     gold = test[sub, 1]
     metrics: dict = {"pair": acfg.pair, "dataset": data.name, "num_test": len(test),
@@ -99,6 +100,22 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[kgalign] LLM reranking of {n_eval} entities with {backend.name}:{backend.model}, "
               f"{vcfg.rounds} rounds, cache {cache} ...", flush=True)
         describer = Describer(data, acfg.max_relations, acfg.max_attributes)
+        if acfg.calibrate > 0:
+            dev = slice(n_eval, min(n_eval + acfg.calibrate, len(test)))
+            if dev.start >= dev.stop:
+                raise SystemExit("--calibrate needs test links beyond --limit; lower --limit")
+            dev_cands = Candidates(cands.source[dev], cands.target[dev], cands.score[dev])
+            print(f"[kgalign] calibrating the margin threshold on test links {dev.start}..{dev.stop - 1} ...",
+                  flush=True)
+            dev_res = rerank(dev_cands, describer, backend, replace(vcfg, margin_threshold=None))
+            cal = calibrate_margin_threshold(dev_cands.margin(), dev_cands.target[:, 0] == test[dev, 1],
+                                             dev_res.candidates.target[:, 0] == test[dev, 1])
+            vcfg = replace(vcfg, margin_threshold=cal.threshold)
+            metrics["calibration"] = {"links": [dev.start, dev.stop], "threshold": cal.threshold,
+                                      "sent": cal.sent, "hits@1_base": cal.base_hits1, "hits@1": cal.hits1,
+                                      "hits@1_all_sent": cal.curve[-1][1]}
+            print(f"[kgalign] margin threshold {cal.threshold:.4g} (sends {cal.sent} of {dev.stop - dev.start}; "
+                  f"hits@1 there {cal.base_hits1:.4f} -> {cal.hits1:.4f})", flush=True)
         res = rerank(sub_cands, describer, backend, vcfg)
         final = res.candidates
         for i, v in enumerate(res.votes):

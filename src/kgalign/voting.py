@@ -16,6 +16,12 @@ their base order. Rounds of all entities run in lock-step: each round's prompts 
 
 Selective reranking: only entities whose base score margin (first minus second candidate) is below
 ``margin_threshold`` are sent to the model; the others keep the base ranking.
+:func:`calibrate_margin_threshold` picks that threshold from a full (non-selective) run on held-out
+entities: sending the :math:`m` lowest-margin entities gains
+:math:`G(m) = \sum_{i \le m} (\mathbb 1[\text{LLM right}_i] - \mathbb 1[\text{base right}_i])` correct
+top-1 answers over the base model, and the threshold is set just above the margin of the
+:math:`m^\star = \arg\max_m G(m)` -th entity (the smallest :math:`m` on ties, :math:`m^\star = 0` when the
+model never helps; then nothing is sent and Hits@1 equals the base model's).
 """
 
 from __future__ import annotations
@@ -197,6 +203,52 @@ def rerank(cands: Candidates, describe: Callable[[int, Sequence[int]], tuple[Ent
                         first / chosen if chosen else float("nan"), nones / answered if answered else 0.0,
                         (answered - chosen - nones) / answered if answered else 0.0,
                         time.perf_counter() - t0)
+
+
+@dataclass
+class ThresholdCalibration:
+    """Result of :func:`calibrate_margin_threshold`."""
+
+    threshold: float  #: send entities whose margin is below this (``0.0``: send none)
+    sent: int  #: calibration entities below the threshold
+    base_hits1: float  #: Hits@1 of the base model on the calibration entities
+    hits1: float  #: Hits@1 of selective reranking at ``threshold`` on them
+    curve: list[tuple[float, float]]  #: (threshold, Hits@1) for every distinct cut, ascending
+
+
+def calibrate_margin_threshold(margin: Tensor, base_correct: Tensor, llm_correct: Tensor) -> ThresholdCalibration:
+    """Choose the selective-mode margin threshold that maximises Hits@1 on calibration entities (see the
+    module docstring), given a run that sent every one of them to the model.
+
+    Args:
+        margin: base score margin of each entity (:meth:`Candidates.margin`), shape ``(n,)``.
+        base_correct: whether the base model's top candidate is right, ``(n,)`` bool.
+        llm_correct: whether the top candidate after LLM reranking is right, ``(n,)`` bool.
+    """
+    margin, base_correct, llm_correct = margin.float().cpu(), base_correct.bool().cpu(), llm_correct.bool().cpu()
+    if not (margin.dim() == 1 and margin.shape == base_correct.shape == llm_correct.shape):
+        raise ValueError(f"margin, base_correct and llm_correct must be (n,) tensors of one length; got "
+                         f"{tuple(margin.shape)}, {tuple(base_correct.shape)}, {tuple(llm_correct.shape)}")
+    n = margin.numel()
+    if n == 0:
+        raise ValueError("no calibration entities")
+    order = margin.argsort(stable=True)
+    m_sorted = margin[order]
+    gain = torch.cat([torch.zeros(1), (llm_correct.float() - base_correct.float())[order].cumsum(0)])
+    base = float(base_correct.float().sum())
+    # a cut after position m is only possible where the next margin is strictly larger (ties go together)
+    cuts = [0] + [m for m in range(1, n + 1) if m == n or m_sorted[m] > m_sorted[m - 1]]
+
+    def threshold_at(m: int) -> float:
+        if m == 0:
+            return min(0.0, float(m_sorted[0]))  # margin < threshold holds for none
+        if m == n:
+            return float(m_sorted[-1]) + 1e-6
+        return 0.5 * (float(m_sorted[m - 1]) + float(m_sorted[m]))
+
+    curve = [(threshold_at(m), (base + float(gain[m])) / n) for m in cuts]
+    best = max(cuts, key=lambda m: (float(gain[m]), -m))
+    return ThresholdCalibration(threshold_at(best), best, base / n, (base + float(gain[best])) / n, curve)
 
 
 def gold_positions(cands: Candidates, gold: Tensor) -> Tensor:

@@ -45,3 +45,22 @@ def test_cli_rejects_bad_llm(tiny_openea, tmp_path):
     with pytest.raises(ValueError, match="llm must be 'local' or an http"):
         main(["--data", str(tiny_openea), "--pair", "openea", "--llm", "gpt", "--out-dir", str(tmp_path),
               "--max-epochs", "1", "--batch-size", "4", "--proj-dim", "8", "--no-progress"])
+
+
+def test_cli_calibrates_the_selective_threshold_on_links_after_the_limit(tiny_openea, tmp_path, scripted_server):
+    # a model that always answers "1": it never changes the base ranking, so it never helps and the
+    # calibrated threshold must send nothing to it
+    srv = scripted_server(lambda prompt: "1")
+    out = tmp_path / "cal"
+    m = main(["--data", str(tiny_openea), "--pair", "openea", "--candidates", "5", "--llm", srv.url,
+              "--model", "scripted", "--rounds", "1", "--limit", "3", "--calibrate", "3", "--out-dir", str(out),
+              "--max-epochs", "3", "--batch-size", "4", "--proj-dim", "16", "--w-name", "0",
+              "--inference", "cosine", "--no-progress", "--threads", "1"])
+    cal = m["calibration"]
+    assert cal["links"] == [3, 6] and cal["sent"] == 0 and cal["hits@1"] == cal["hits@1_base"]
+    assert len(srv.requests) == 3  # only the calibration links were asked
+    assert m["llm"]["llm_entities"] == 0 and m["llm"]["hits@1"] == m["embedding_subset"]["hits@1"]
+    with pytest.raises(SystemExit, match="--calibrate needs test links beyond --limit"):
+        main(["--data", str(tiny_openea), "--pair", "openea", "--candidates", "5", "--llm", srv.url,
+              "--model", "scripted", "--limit", "6", "--calibrate", "2", "--out-dir", str(tmp_path / "c2"),
+              "--max-epochs", "1", "--batch-size", "4", "--proj-dim", "8", "--no-progress", "--threads", "1"])

@@ -122,3 +122,30 @@ def test_selective_mode_sends_only_low_margin_entities():
     assert torch.equal(res.candidates.target[:4], cands.target[:4])  # untouched
     assert torch.equal(res.candidates.target[4:, 0], gold[4:])
     assert {p.split("src")[1].split("\n")[0] for p in backend.prompts} == {"4", "5", "6", "7"}
+
+
+def test_calibration_picks_the_cut_that_maximises_hits1():
+    from kgalign.voting import calibrate_margin_threshold
+
+    margin = torch.tensor([0.05, 0.01, 0.3, 0.2, 0.02, 0.5])
+    base = torch.tensor([0, 0, 1, 1, 1, 1], dtype=torch.bool)
+    llm = torch.tensor([1, 1, 0, 1, 1, 0], dtype=torch.bool)
+    cal = calibrate_margin_threshold(margin, base, llm)
+    # sorted by margin: 0.01 (+1), 0.02 (0), 0.05 (+1), 0.2 (0), 0.3 (-1), 0.5 (-1): best after 3 entities
+    assert cal.sent == 3 and 0.05 < cal.threshold < 0.2
+    assert cal.base_hits1 == 4 / 6 and cal.hits1 == 1.0
+    assert (margin < cal.threshold).sum() == 3
+    assert [h for _, h in cal.curve] == [4 / 6, 5 / 6, 5 / 6, 1.0, 1.0, 5 / 6, 4 / 6]
+
+
+def test_calibration_sends_nothing_when_the_model_never_helps():
+    from kgalign.voting import calibrate_margin_threshold
+
+    margin = torch.tensor([0.0, 0.1, 0.1, 0.4])
+    base = torch.ones(4, dtype=torch.bool)
+    llm = torch.tensor([1, 0, 1, 1], dtype=torch.bool)
+    cal = calibrate_margin_threshold(margin, base, llm)
+    assert cal.sent == 0 and cal.hits1 == cal.base_hits1 == 1.0
+    assert (margin < cal.threshold).sum() == 0
+    # tied margins are cut together: no cut between the two 0.1 entries
+    assert len(cal.curve) == 4
