@@ -299,13 +299,23 @@ def asft_loss(policy_chosen: Tensor, policy_rejected: Tensor, chosen_lengths: Te
             - \lambda\Bigl[\log\sigma\bigl(\beta\log\mathrm{odds}(y_w|x)\bigr)
                           + \log\sigma\bigl(-\beta\log\mathrm{odds}(y_l|x)\bigr)\Bigr]
 
-    with odds as in :func:`orpo_loss`. :math:`\beta = 1` is the paper's loss (then
-    :math:`\log\sigma(\log\mathrm{odds}) = \log P_\theta`); other values give the :math:`\beta`-scaled form of
+    with odds as in :func:`orpo_loss`, i.e. of the *length-normalised* probability
+    :math:`P_\theta(y|x) = \exp(\frac{1}{|y|}\log\pi_\theta(y|x))`. At :math:`\beta = 1`,
+    :math:`\log\sigma(\log\mathrm{odds}) = \log P_\theta` and :math:`\log\sigma(-\log\mathrm{odds}) =
+    \log(1 - P_\theta)`: the alignment term is the binary cross-entropy of the absolute (length-normalised)
+    likelihoods, the paper's loss. Other values give the :math:`\beta`-scaled form of
     `"The Differences Between Direct Alignment Algorithms are a Blur" <https://arxiv.org/abs/2502.01237>`_.
+
+    Checked against: the ASFT implementation that the authors of arXiv 2502.01237 contributed to
+    `turbo-alignment <https://github.com/turbo-llm/turbo-alignment/pull/38>`_ (``ASFTLoss`` in
+    ``turbo_alignment/trainers/dpo.py``): log-odds of mean token log-probs (the trainer refuses ASFT without
+    length normalisation), :math:`-\log\sigma(\log\mathrm{odds}_w) - \log\sigma(-\log\mathrm{odds}_l)`
+    weighted by one coefficient (their ``beta``, our :math:`\lambda`), plus the mean-token NLL of the chosen
+    completion. Only the abstract of arXiv 2409.10571 itself was available to check.
 
     Args:
         chosen_lengths, rejected_lengths (Tensor): completion token counts.
-        beta (float, optional): scale of the log-odds. (default: :obj:`1.0`)
+        beta (float, optional): scale of the log-odds. (default: :obj:`1.0`, the paper's loss)
         lam (float, optional): weight :math:`\lambda` of the alignment term. (default: :obj:`1.0`)
 
     Returns:
@@ -368,6 +378,11 @@ def d2o_loss(policy_samples: Tensor, ref_samples: Tensor, policy_rejected: Tenso
     negative) are whatever produced ``ref_samples`` and ``ref_rejected``; with one reference model both
     are :math:`\pi_{\mathrm{ref}}`.
 
+    Checked against Eq. 3 of arXiv 2403.03419 (v2): sequence log-ratios (summed over tokens, no length
+    normalisation), the samples' mean log-ratio weighted by :math:`\beta`, the negative's by :math:`\alpha`;
+    the paper's experiments use :math:`\pi_r^+ = \pi_r^- =` the initial model, :math:`K = 11` and
+    :math:`\alpha = \beta = 0.1`.
+
     Args:
         policy_samples, ref_samples (Tensor): log-probs of the :math:`K` samples per prompt.
         policy_rejected, ref_rejected (Tensor): log-probs of the human-labelled negative :math:`y_l`.
@@ -403,20 +418,30 @@ def d2o_loss(policy_samples: Tensor, ref_samples: Tensor, policy_rejected: Tenso
 def poft_loss(policy: Tensor, aligned: Tensor, *, beta: float = 1.0, lengths: Tensor | None = None) -> PreferenceLoss:
     r"""Preference-oriented SFT, from the `"Preference-Oriented Supervised Fine-Tuning: Favoring Target
     Model Over Aligned Large Language Models" <https://arxiv.org/abs/2412.12865>`_ paper: on SFT data
-    :math:`(x, y)`, a Bradley-Terry preference for the target model over each of :math:`M` aligned LLMs
+    :math:`(x, y)`, a Bradley-Terry preference for the target model over :math:`M` aligned LLMs
     :math:`\pi_j`, whose (frozen) likelihoods act as a data-quality signal.
 
     .. math::
-        \mathcal{L} = -\frac{1}{M}\sum_{j=1}^M \log\sigma\bigl(\beta\,(s_\theta(x,y) - s_j(x,y))\bigr),
+        \mathcal{L} = -\log\sigma\Bigl(\beta\,\bigl(s_\theta(x,y) - \tfrac{1}{M}\textstyle\sum_{j=1}^M s_j(x,y)\bigr)\Bigr),
         \qquad s(x,y) = \tfrac{1}{|y|}\log\pi(y|x)
 
-    (the score is length-normalised when ``lengths`` is given; pass already-normalised log-probs otherwise).
-    The gradient equals the SFT gradient weighted by :math:`\sigma(\beta(s_j - s_\theta))`: examples the
-    aligned models find unlikely count less.
+    The aligned models' scores are averaged *before* the sigmoid (one Bradley-Terry term against their mean
+    score), and every score is a mean token log-probability. The gradient equals the length-normalised SFT
+    gradient weighted by :math:`\beta\,\sigma(\beta(\bar s - s_\theta))`: examples the aligned models find
+    unlikely count less.
+
+    Checked against the authors' code (``scripts/run_poft.py``, ``generate_preference_scores.py`` and
+    ``merge_prefrence_scores.py`` of their alignment-handbook fork, ``Savannah120/alignment-handbook-PoFT``):
+    each aligned model's score is its mean token log-likelihood of the response (its own tokenisation),
+    the scores of the aligned models are averaged into one ``mean_log_llm_probs``, the target's score is
+    its mean token log-likelihood, and the loss is :math:`-\log\sigma(\beta s_\theta - \beta\bar s + \gamma)`
+    with :math:`\beta = 1`, :math:`\gamma = 0`.
 
     Args:
-        policy (Tensor): :math:`\log\pi_\theta(y|x)` (sum, or mean when ``lengths`` is None).
-        aligned (Tensor): the aligned LLMs' log-likelihoods of the same :math:`y`, on the same scale.
+        policy (Tensor): :math:`\log\pi_\theta(y|x)` (sum when ``lengths`` is given, else already the mean).
+        aligned (Tensor): the aligned LLMs' log-likelihoods of the same :math:`y`, on the same scale as
+            ``policy`` (with ``lengths``: sums over the *policy's* tokens; without: means, which may come
+            from each aligned model's own tokenisation).
         beta (float, optional): scale. (default: :obj:`1.0`)
         lengths (Tensor, optional): completion token counts, to length-normalise both.
 
@@ -424,8 +449,7 @@ def poft_loss(policy: Tensor, aligned: Tensor, *, beta: float = 1.0, lengths: Te
         - policy, lengths: :math:`(B,)`; aligned: :math:`(B,)` or :math:`(B, M)`
 
     Returns:
-        :class:`PreferenceLoss` with "chosen" reward :math:`s_\theta` and "rejected" reward the mean
-        :math:`s_j`.
+        :class:`PreferenceLoss` with "chosen" reward :math:`s_\theta` and "rejected" reward :math:`\bar s`.
     """
     if aligned.dim() == 1:
         aligned = aligned.unsqueeze(-1)
@@ -437,8 +461,9 @@ def poft_loss(policy: Tensor, aligned: Tensor, *, beta: float = 1.0, lengths: Te
         _check(policy=policy, lengths=lengths)
         n = lengths.clamp(min=1)
         s_theta, s_al = policy / n, aligned / n.unsqueeze(-1)
-    losses = -F.logsigmoid(beta * (s_theta.unsqueeze(-1) - s_al)).mean(-1)
-    return _result(losses, s_theta, s_al.mean(-1))
+    s_bar = s_al.mean(-1)
+    losses = -F.logsigmoid(beta * (s_theta - s_bar))
+    return _result(losses, s_theta, s_bar)
 
 
 def _masked_token_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -462,6 +487,12 @@ def dckd_loss(student_logits_chosen: Tensor, teacher_logits_chosen: Tensor, mask
         + \tfrac{1}{|y_l|}\textstyle\sum_t \mathrm{KL}\bigl(\pi_T(\cdot|x,y_{l,<t})\,\|\,\pi_\theta(\cdot|x,y_{l,<t})\bigr)\Bigr]
 
     (token means here are over all completion tokens of the batch).
+
+    Checked against the authors' training code (``DistillTrainer.get_batch_loss_metrics`` in
+    ``scripts/run_distill_dpo.py`` of the ADPA release): ``sft_on_chosen`` times the token-mean NLL of the
+    chosen responses plus ``distillation_weight`` times the forward KL (teacher to student, summed over the
+    vocabulary, mean over the batch's completion tokens) on chosen and on rejected responses. The authors
+    keep only the teacher's top-50 probabilities (pre-computed); this function uses the full distribution.
 
     Args:
         student_logits_chosen, teacher_logits_chosen (Tensor): logits at the positions predicting the chosen
@@ -520,8 +551,16 @@ def adpa_loss(student_logits: Tensor, teacher_logits: Tensor, teacher_ref_logits
         \mathcal{L} = -\frac{1}{\sum_t 1}\sum_t \sum_{a\in\mathcal{V}} \pi_\theta(a|s_t)\,A(s_t, a)
                       \;[+\ \lambda_{\mathrm{sft}}\,\mathrm{NLL}]
 
-    (ADPA+ combines this with DCKD: add :func:`dckd_loss`.) The prefixes :math:`s_t` are those of the
-    training responses (the paper's are drawn from the student or the data).
+    (ADPA+ starts from a DCKD-trained student.) The prefixes :math:`s_t` are those of the responses the
+    caller passes; the authors use responses sampled from the (initial) student.
+
+    Checked against the authors' code (``get_reverse_ce`` and the ADPA part of
+    ``DistillTrainer.get_batch_loss_metrics`` in ``scripts/run_distill_dpo.py``, and
+    ``utils/merge_logits_adpa_dataset.py``): the advantage is the per-token log-ratio
+    :math:`\log\pi_{\mathrm{dpo}}(a|s_t) - \log\pi_{\mathrm{ref}}(a|s_t)` (no :math:`\beta`, i.e. :math:`\beta = 1`,
+    restricted there to the teacher's top-50 tokens; the full vocabulary here), evaluated at the prefixes
+    of student-generated responses; the loss is minus the student's expected advantage averaged over those
+    positions, added to ``sft_on_chosen`` times the NLL of the chosen responses.
 
     Args:
         student_logits (Tensor): student logits at the positions of interest.

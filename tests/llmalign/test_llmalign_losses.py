@@ -160,19 +160,27 @@ def test_d2o_formula_and_reduction_to_dpo():
 
 
 def test_poft_value_and_gradient_weight():
+    # PoFT (authors' code): one Bradley-Terry term against the *mean* of the aligned models' mean-token scores
     pol = torch.tensor([-4.0, -10.0], dtype=torch.float64, requires_grad=True)
     al = t(-5.0, -6.0, -8.0, -9.0).view(2, 2)
     n = t(2.0, 2.0)
     res = poft_loss(pol, al, beta=1.5, lengths=n)
     s = [-2.0, -5.0]
-    sj = [[-2.5, -3.0], [-4.0, -4.5]]
-    per = [-(log_sigmoid(1.5 * (s[i] - sj[i][0])) + log_sigmoid(1.5 * (s[i] - sj[i][1]))) / 2 for i in range(2)]
+    s_bar = [(-2.5 - 3.0) / 2, (-4.0 - 4.5) / 2]
+    per = [-log_sigmoid(1.5 * (s[i] - s_bar[i])) for i in range(2)]
     assert res.loss.item() == pytest.approx(sum(per) / 2)
+    assert res.rejected_rewards.tolist() == pytest.approx(s_bar)
+    # averaging scores first differs from averaging per-model losses (the log-sigmoid is not linear)
+    per_model_mean = -(log_sigmoid(1.5 * (s[0] + 2.5)) + log_sigmoid(1.5 * (s[0] + 3.0))) / 2
+    assert per[0] != pytest.approx(per_model_mean, rel=1e-6)
     res.loss.backward()
-    # d/d logpi of -log sigmoid(beta (logpi/n - s_j)) = -(beta/n) sigmoid(beta (s_j - s))
+    # d/d logpi of -log sigmoid(beta (logpi/n - s_bar)) = -(beta/n) sigmoid(beta (s_bar - s)), then / B
     for i in range(2):
-        g = -sum(1.5 / 2 * sigmoid(1.5 * (sj[i][j] - s[i])) for j in range(2)) / 2 / 2
+        g = -1.5 / 2 * sigmoid(1.5 * (s_bar[i] - s[i])) / 2
         assert pol.grad[i].item() == pytest.approx(g)
+    # one aligned model given as (B,) and already-normalised scores (lengths=None) agree with the above
+    one = poft_loss(t(-2.0), t(-2.5), beta=1.5)
+    assert one.loss.item() == pytest.approx(-log_sigmoid(1.5 * 0.5))
 
 
 def test_dckd_zero_kd_when_student_is_teacher_and_kl_by_hand():
