@@ -8,7 +8,8 @@ A preference file has one JSON object per line with string fields ``prompt``, ``
 Prompts are user messages; :func:`tokenize_pairs` wraps them in the tokenizer's chat template (with the
 generation prompt) and appends the end-of-sequence token to each completion. The collate function
 :class:`PairCollator` stacks the ``B`` chosen sequences on top of the ``B`` rejected ones so that one
-forward pass scores both (see :mod:`llmalign.logps`).
+forward pass scores both (see :mod:`llmalign.logps`); :class:`D2OCollator` does the same for D2O's
+``K`` self-generated samples per prompt and the negative.
 """
 
 from __future__ import annotations
@@ -213,14 +214,19 @@ class TokenizedPair:
 
 
 def tokenize_pairs(tokenizer: Any, examples: Sequence[PreferenceExample], *, max_length: int = 512,
-                   chat_template: bool = True) -> list[TokenizedPair]:
+                   chat_template: bool = True, require_chosen: bool = True) -> list[TokenizedPair]:
     """Tokenise prompts (through the chat template) and completions (followed by EOS).
 
     A sequence longer than ``max_length`` keeps the last ``max_length // 2`` prompt tokens at most and
     truncates the completion on the right.
 
+    Args:
+        require_chosen (bool, optional): whether every example needs a ``chosen`` completion; with
+            :obj:`False` (negatives-only data, D2O) a missing one gives empty ``chosen_ids``.
+            (default: :obj:`True`)
+
     Raises:
-        ValueError: an example without ``chosen``, or a tokenizer without an EOS token.
+        ValueError: an example without ``chosen`` (when required), or a tokenizer without an EOS token.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -228,10 +234,10 @@ def tokenize_pairs(tokenizer: Any, examples: Sequence[PreferenceExample], *, max
     texts = render_prompts(tokenizer, [e.prompt for e in examples], chat_template=chat_template)
     out: list[TokenizedPair] = []
     for i, (ex, text) in enumerate(zip(examples, texts, strict=True)):
-        if ex.chosen is None:
+        if ex.chosen is None and require_chosen:
             raise ValueError(f"example {i} has no chosen completion")
         p = tokenizer(text, add_special_tokens=False)["input_ids"]
-        c = tokenizer(ex.chosen, add_special_tokens=False)["input_ids"] + [eos]
+        c = [] if ex.chosen is None else tokenizer(ex.chosen, add_special_tokens=False)["input_ids"] + [eos]
         r = tokenizer(ex.rejected, add_special_tokens=False)["input_ids"] + [eos]
         if len(p) + max(len(c), len(r)) > max_length:
             p = p[-(max_length // 2):] if len(p) > max_length // 2 else p
@@ -240,17 +246,42 @@ def tokenize_pairs(tokenizer: Any, examples: Sequence[PreferenceExample], *, max
     return out
 
 
+def pad_rows(rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_token_id: int,
+             padding_side: str = "right") -> tuple[Tensor, Tensor, Tensor]:
+    """Pad ``(prompt_ids, completion_ids)`` rows into ``input_ids``, ``attention_mask`` and
+    ``completion_mask`` (1 on completion tokens), each :math:`(R, T)` with ``T`` the longest row."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    t = max(len(p) + len(c) for p, c in rows)
+    ids = torch.full((len(rows), t), int(pad_token_id), dtype=torch.long)
+    att = torch.zeros((len(rows), t), dtype=torch.long)
+    comp = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, (p, c) in enumerate(rows):
+        n = len(p) + len(c)
+        s = 0 if padding_side == "right" else t - n
+        ids[i, s:s + n] = torch.tensor(list(p) + list(c), dtype=torch.long)
+        att[i, s:s + n] = 1
+        comp[i, s + len(p):s + n] = 1
+    return ids, att, comp
+
+
 class PreferenceDataset(Dataset):
-    """Tokenised preference pairs, with optional cached reference log-probs.
+    """Tokenised preference pairs, with optional cached reference log-probs and further per-example columns.
 
     ``ds[i]`` is a dict with ``prompt_ids``, ``chosen_ids``, ``rejected_ids``, ``index`` and, once
     :attr:`ref_logps` is set (a :math:`(N, 2)` tensor of chosen/rejected reference log-probs), ``ref_chosen``
-    and ``ref_rejected``.
+    and ``ref_rejected``; every entry of :attr:`columns` (name to a tensor whose first dimension is
+    :math:`N`, e.g. PoFT's aligned-model scores) adds ``name`` with row ``i``.
     """
 
-    def __init__(self, pairs: Sequence[TokenizedPair], ref_logps: Tensor | None = None) -> None:
+    def __init__(self, pairs: Sequence[TokenizedPair], ref_logps: Tensor | None = None,
+                 columns: dict[str, Tensor] | None = None) -> None:
         self.pairs = list(pairs)
         self.ref_logps = ref_logps
+        self.columns = dict(columns or {})
+        for name, col in self.columns.items():
+            if col.shape[0] != len(self.pairs):
+                raise ValueError(f"column {name!r} has {col.shape[0]} rows for {len(self.pairs)} pairs")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -262,6 +293,8 @@ class PreferenceDataset(Dataset):
         if self.ref_logps is not None:
             item["ref_chosen"] = self.ref_logps[i, 0]
             item["ref_rejected"] = self.ref_logps[i, 1]
+        for name, col in self.columns.items():
+            item[name] = col[i]
         return item
 
     def n_tokens(self) -> int:
@@ -269,11 +302,21 @@ class PreferenceDataset(Dataset):
         return sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in self.pairs)
 
 
+_ID_KEYS = frozenset({"prompt_ids", "chosen_ids", "rejected_ids", "sample_ids", "index"})
+
+
+def _stack_columns(items: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """Float tensors of every per-example value that is not token ids (reference log-probs, scores)."""
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]).float()
+            for k in items[0] if k not in _ID_KEYS}
+
+
 class PairCollator:
     """Batch preference items into one padded tensor of ``2B`` rows: chosen rows, then rejected rows.
 
     Returns a dict with ``input_ids``, ``attention_mask``, ``completion_mask`` (all :math:`(2B, T)`),
-    ``index`` :math:`(B,)` and, when the items carry them, ``ref_chosen``, ``ref_rejected`` :math:`(B,)`.
+    ``index`` :math:`(B,)` and every further per-example value of the items as a float tensor (e.g.
+    ``ref_chosen``, ``ref_rejected`` :math:`(B,)`).
 
     Args:
         pad_token_id (int): id used for padding (masked out everywhere).
@@ -288,21 +331,84 @@ class PairCollator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Tensor]:
         rows = [(it["prompt_ids"], it["chosen_ids"]) for it in items] + \
                [(it["prompt_ids"], it["rejected_ids"]) for it in items]
-        t = max(len(p) + len(c) for p, c in rows)
-        ids = torch.full((len(rows), t), self.pad, dtype=torch.long)
-        att = torch.zeros((len(rows), t), dtype=torch.long)
-        comp = torch.zeros((len(rows), t), dtype=torch.long)
-        for i, (p, c) in enumerate(rows):
-            n = len(p) + len(c)
-            s = 0 if self.side == "right" else t - n
-            ids[i, s:s + n] = torch.tensor(p + c, dtype=torch.long)
-            att[i, s:s + n] = 1
-            comp[i, s + len(p):s + n] = 1
+        ids, att, comp = pad_rows(rows, self.pad, self.side)
         batch = {"input_ids": ids, "attention_mask": att, "completion_mask": comp,
                  "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
-        if "ref_chosen" in items[0]:
-            batch["ref_chosen"] = torch.stack([torch.as_tensor(it["ref_chosen"]) for it in items]).float()
-            batch["ref_rejected"] = torch.stack([torch.as_tensor(it["ref_rejected"]) for it in items]).float()
+        batch.update(_stack_columns(items))
+        return batch
+
+
+@dataclass
+class SampledNegative:
+    """One D2O example: the prompt, the human negative and ``K`` completions sampled from the reference."""
+
+    prompt_ids: list[int]
+    rejected_ids: list[int]
+    sample_ids: list[list[int]]
+
+
+class D2ODataset(Dataset):
+    r"""D2O examples with the reference log-probs of their samples and negative (computed once).
+
+    ``ds[i]`` is a dict with ``prompt_ids``, ``rejected_ids``, ``sample_ids`` (``K`` lists), ``index``,
+    ``ref_samples`` :math:`(K,)` and ``ref_rejected`` (scalar).
+
+    Args:
+        items (sequence of SampledNegative): every item with the same number ``K`` of samples.
+        ref_samples (Tensor): :math:`\log\pi_{\mathrm{ref}}(y_k|x)`, shape :math:`(N, K)`.
+        ref_rejected (Tensor): :math:`\log\pi_{\mathrm{ref}}(y_l|x)`, shape :math:`(N,)`.
+    """
+
+    def __init__(self, items: Sequence[SampledNegative], ref_samples: Tensor, ref_rejected: Tensor) -> None:
+        self.items = list(items)
+        ks = {len(it.sample_ids) for it in self.items}
+        if len(ks) > 1 or 0 in ks:
+            raise ValueError(f"every D2O item needs the same number K >= 1 of samples; got {sorted(ks)}")
+        n = len(self.items)
+        if ref_samples.dim() != 2 or ref_samples.shape[0] != n or ref_rejected.shape != (n,) or (
+                n and ref_samples.shape[1] != len(self.items[0].sample_ids)):
+            raise ValueError(f"ref_samples must be (N, K) and ref_rejected (N,) for N={n} items; got "
+                             f"{tuple(ref_samples.shape)} and {tuple(ref_rejected.shape)}")
+        self.ref_samples, self.ref_rejected = ref_samples, ref_rejected
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        it = self.items[i]
+        return {"prompt_ids": it.prompt_ids, "rejected_ids": it.rejected_ids, "sample_ids": it.sample_ids,
+                "index": i, "ref_samples": self.ref_samples[i], "ref_rejected": self.ref_rejected[i]}
+
+    def n_tokens(self) -> int:
+        """Total tokens of all sample and negative sequences (prompt included)."""
+        return sum((len(it.sample_ids) + 1) * len(it.prompt_ids) + len(it.rejected_ids)
+                   + sum(len(s) for s in it.sample_ids) for it in self.items)
+
+
+class D2OCollator:
+    """Batch D2O items into one padded tensor of ``B K + B`` rows: the ``K`` samples of each prompt (prompt
+    by prompt), then the ``B`` negatives, so that one forward pass scores everything.
+
+    Returns ``input_ids``, ``attention_mask``, ``completion_mask`` :math:`(BK + B, T)`, ``index``
+    :math:`(B,)`, ``ref_samples`` :math:`(B, K)` and ``ref_rejected`` :math:`(B,)`.
+
+    Args:
+        pad_token_id (int): id used for padding.
+        padding_side (str, optional): ``"right"`` or ``"left"``. (default: :obj:`"right"`)
+    """
+
+    def __init__(self, pad_token_id: int, padding_side: str = "right") -> None:
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.pad, self.side = int(pad_token_id), padding_side
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Tensor]:
+        rows = [(it["prompt_ids"], s) for it in items for s in it["sample_ids"]] + \
+               [(it["prompt_ids"], it["rejected_ids"]) for it in items]
+        ids, att, comp = pad_rows(rows, self.pad, self.side)
+        batch = {"input_ids": ids, "attention_mask": att, "completion_mask": comp,
+                 "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
+        batch.update(_stack_columns(items))
         return batch
 
 
