@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from llmalign.data import (
+    D2OCollator,
+    D2ODataset,
     PairCollator,
     PreferenceDataset,
     PreferenceExample,
     PreferenceFormatError,
+    SampledNegative,
+    TokenizedPair,
     arithmetic_answer,
     arithmetic_preferences,
     arithmetic_reward,
@@ -99,3 +103,34 @@ def test_tokenize_and_collate(smol_tokenizer):
         assert row == pairs[0].prompt_ids + pairs[0].chosen_ids
     with pytest.raises(ValueError, match="padding_side"):
         PairCollator(0, "middle")
+
+
+def test_d2o_collate_samples_then_negatives_and_extra_columns():
+    items = [SampledNegative([1, 2], [9], [[3], [4, 5]]), SampledNegative([6], [8, 8], [[7, 7, 7], [2]])]
+    ds = D2ODataset(items, torch.tensor([[-1.0, -2.0], [-3.0, -4.0]]), torch.tensor([-5.0, -6.0]))
+    for side in ("left", "right"):
+        batch = D2OCollator(0, side)([ds[0], ds[1]])
+        rows = [r[m.bool()].tolist() for r, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        # the K samples of each prompt, prompt by prompt, then the B negatives
+        assert rows == [[1, 2, 3], [1, 2, 4, 5], [6, 7, 7, 7], [6, 2], [1, 2, 9], [6, 8, 8]]
+        assert batch["completion_mask"].sum(1).tolist() == [1, 2, 3, 1, 1, 2]
+        assert batch["ref_samples"].tolist() == [[-1.0, -2.0], [-3.0, -4.0]]
+        assert batch["ref_rejected"].tolist() == [-5.0, -6.0] and batch["index"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="same number K"):
+        D2ODataset([items[0], SampledNegative([1], [2], [[3]])], torch.zeros(2, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"\(N, K\)"):
+        D2ODataset(items, torch.zeros(2, 3), torch.zeros(2))
+    # per-example columns of a pair dataset (PoFT's aligned scores) are batched like the reference log-probs
+    pairs = PreferenceDataset([TokenizedPair([1], [2], [3]), TokenizedPair([4, 5], [6], [7, 8])], columns={"aligned": torch.tensor([[-1.0], [-2.0]])})
+    batch = PairCollator(0)([pairs[1], pairs[0]])
+    assert batch["aligned"].tolist() == [[-2.0], [-1.0]]
+    with pytest.raises(ValueError, match="column 'aligned' has 1 rows"):
+        PreferenceDataset([TokenizedPair([1], [2], [3]), TokenizedPair([4, 5], [6], [7, 8])], columns={"aligned": torch.zeros(1, 1)})
+
+
+def test_tokenize_negatives_only(smol_tokenizer):
+    ex = [PreferenceExample("What is 2+2?", None, "5")]
+    with pytest.raises(ValueError, match="no chosen"):
+        tokenize_pairs(smol_tokenizer, ex)
+    (p,) = tokenize_pairs(smol_tokenizer, ex, require_chosen=False)
+    assert p.chosen_ids == [] and p.rejected_ids[-1] == smol_tokenizer.eos_token_id
