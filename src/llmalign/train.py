@@ -664,9 +664,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--aligned-models {cfg.aligned_models!r}: no model name in it")
     check_setup(cfg, teacher=cfg.teacher is not None, teacher_ref=cfg.teacher_ref is not None,
                 aligned=bool(aligned_names))
+    train_ex, eval_ex = load_examples(cfg)
+    check_examples(cfg, train_ex, eval_ex)
     dtype = torch.bfloat16 if cfg.model_dtype == "bfloat16" else torch.float32
     lm, tok = load_causal_lm(cfg.model, dtype=dtype, device="cpu")
-    train_ex, eval_ex = load_examples(cfg)
     teacher = _load_with_vocab(cfg.teacher, tok, dtype, "--teacher") if cfg.teacher else None
     teacher_ref = _load_with_vocab(cfg.teacher_ref, tok, dtype, "--teacher-ref") if cfg.teacher_ref else None
     aligned = [(n, *load_causal_lm(n, dtype=dtype, device="cpu")) for n in aligned_names] or None

@@ -212,6 +212,8 @@ def test_clear_errors_for_inputs_that_do_not_fit_the_loss(make_tiny_llama, smol_
         main(["--loss", "dckd", "--model", str(tmp_path / "no-such-model"), "--data", str(path)])
     with pytest.raises(ValueError, match="only by the poft"):
         main(["--loss", "dpo", "--aligned-models", "smollm2", "--model", str(tmp_path / "no-such-model")])
+    with pytest.raises(PreferenceFormatError, match="chosen"):
+        main(["--loss", "ipo", "--model", str(tmp_path / "no-such-model"), "--data", str(path)])
 
 
 def test_cli_d2o_and_dckd_end_to_end(tiny_lm_with_tokenizer, make_tiny_llama, tmp_path, capsys):
