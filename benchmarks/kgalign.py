@@ -150,11 +150,11 @@ def markdown_table(path: Path = RESULTS) -> str:
     """The README table of a results file."""
     res = json.loads(path.read_text())
     cols = ["pair", "stage", "inference", "entities", "llm_entities", "hits@1_before", "hits@1", "hits@10", "mrr",
-            "llm_calls", "calls_per_entity", "first_option_rate", "seconds", "seconds_per_call"]
+            "llm_calls", "calls_per_entity", "first_option_rate", "margin_threshold", "seconds", "seconds_per_call"]
     rows = res["rows"]
     used = [c for c in cols if any(r.get(c) is not None for r in rows)]
 
-    rates = {"hits@1_before", "hits@1", "hits@10", "mrr", "first_option_rate"}
+    rates = {"hits@1_before", "hits@1", "hits@10", "mrr", "first_option_rate", "margin_threshold"}
 
     def fmt(c, v):
         if v is None:
