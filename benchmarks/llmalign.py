@@ -14,6 +14,7 @@ dependency of alignkit); without it the TRL columns are null and the reason is r
 
     python benchmarks/llmalign.py                       # the committed numbers
     python benchmarks/llmalign.py --steps 4 --speed-steps 2 --n-eval 16   # a quicker look
+    python benchmarks/llmalign.py --quality-only        # redo only the DPO quality columns
 """
 
 from __future__ import annotations
@@ -145,17 +146,22 @@ def markdown_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--steps", type=int, default=10, help="DPO optimiser steps of the quality run")
+    ap.add_argument("--steps", type=int, default=100, help="DPO optimiser steps of the quality run")
     ap.add_argument("--batch-size", type=int, default=4, help="preference pairs per step")
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--n-train", type=int, default=40, help="training pairs (only steps x batch are used)")
-    ap.add_argument("--n-eval", type=int, default=24, help="held-out pairs / prompts")
+    ap.add_argument("--lr", type=float, default=5e-6)
+    ap.add_argument("--n-train", type=int, default=400, help="training pairs (only steps x batch are used)")
+    ap.add_argument("--n-eval", type=int, default=64, help="held-out pairs / prompts")
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=16,
+                    help="greedy answer length of the task evaluation (SmolLM2 often echoes 'a + b = c': up to 11 "
+                         "tokens, digits are single tokens)")
     ap.add_argument("--speed-steps", type=int, default=3, help="optimiser steps of each throughput run")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "llmalign.json")
     ap.add_argument("--table", action="store_true", help="only print the markdown table of --out and exit")
+    ap.add_argument("--quality-only", action="store_true",
+                    help="only rerun the DPO quality run and update the quality columns of the existing --out row")
     ap.add_argument("--speed-only", type=int, default=0, metavar="R",
                     help="only rerun the throughput comparison R times, interleaved (llmalign, TRL, llmalign, ...), "
                          "and update the speed columns of the existing --out row with the means")
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. quality: DPO steps, metrics before and after
     lm, tok = load_causal_lm(args.model)
     pc = PreferenceConfig(loss="dpo", beta=0.1, max_length=args.max_length, kl_eval=True, task_eval=args.n_eval,
-                          max_new_tokens=8, eval_batch_size=8, ref_batch_size=8)
+                          max_new_tokens=args.max_new_tokens, eval_batch_size=8, ref_batch_size=8)
     tc = TrainConfig(out_dir=str(tmp / "quality"), max_epochs=1, max_steps=args.steps, batch_size=args.batch_size,
                      lr=args.lr, progress=False, resume=False, restore_best=False, device="cpu", seed=0)
     t0 = time.perf_counter()
@@ -186,6 +192,34 @@ def main(argv: list[str] | None = None) -> int:
     train_s = run.result.history[-1]["seconds"]
     del lm, run
     print(f"quality run: {args.steps} steps in {train_s:.0f} s (whole run with evaluations {quality_s:.0f} s)", flush=True)
+
+    quality = {
+        "model": args.model, "loss": "dpo", "beta": 0.1, "steps": args.steps, "batch_size": args.batch_size,
+        "lr": args.lr, "n_train": args.n_train, "n_eval": args.n_eval, "train_seconds": round(train_s, 1),
+        "max_new_tokens": args.max_new_tokens,
+        "pref_accuracy_before": before["val_accuracy"], "pref_accuracy_after": after["val_accuracy"],
+        "likelihood_accuracy_before": before["val_likelihood_accuracy"],
+        "likelihood_accuracy_after": after["val_likelihood_accuracy"],
+        "task_accuracy_before": before["task_accuracy"], "task_accuracy_after": after["task_accuracy"],
+        "val_loss_before": before["val_loss"], "val_loss_after": after["val_loss"],
+        "margin_after": after["val_margin"], "kl_ref_after": after["val_kl_ref"],
+        "top10_entropy_before": before["val_top10_entropy"], "top10_entropy_after": after["val_top10_entropy"],
+        "top10_mass_before": before["val_top10_mass"], "top10_mass_after": after["val_top10_mass"],
+    }
+    if args.quality_only:
+        result = json.loads(args.out.read_text())
+        row = result["rows"][0]
+        row.update(quality)
+        row["load_average"] = (f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end ({os.cpu_count()} "
+                               "cores; quality run)")
+        speed_part = result["budget"].split("; speed:", 1)[1] if "; speed:" in result["budget"] else ""
+        result["budget"] = (f"CPU only; quality (re-measured by --quality-only, {quality_s:.0f} s wall): "
+                            f"{args.steps} DPO steps x {args.batch_size} pairs (lr {args.lr}), {args.n_eval} held-out "
+                            f"pairs/prompts, greedy answers of up to {args.max_new_tokens} tokens"
+                            + (f"; speed:{speed_part}" if speed_part else ""))
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(markdown_table(result))
+        return 0
 
     # 2. speed: same data slice for both
     speed_ex = train_ex[: args.batch_size * args.speed_steps]
@@ -201,16 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             trl_note = f"TRL not importable: {e}"
     row = {
-        "model": args.model, "loss": "dpo", "beta": 0.1, "steps": args.steps, "batch_size": args.batch_size,
-        "lr": args.lr, "n_train": args.n_train, "n_eval": args.n_eval, "train_seconds": round(train_s, 1),
-        "pref_accuracy_before": before["val_accuracy"], "pref_accuracy_after": after["val_accuracy"],
-        "likelihood_accuracy_before": before["val_likelihood_accuracy"],
-        "likelihood_accuracy_after": after["val_likelihood_accuracy"],
-        "task_accuracy_before": before["task_accuracy"], "task_accuracy_after": after["task_accuracy"],
-        "val_loss_before": before["val_loss"], "val_loss_after": after["val_loss"],
-        "margin_after": after["val_margin"], "kl_ref_after": after["val_kl_ref"],
-        "top10_entropy_before": before["val_top10_entropy"], "top10_entropy_after": after["val_top10_entropy"],
-        "top10_mass_before": before["val_top10_mass"], "top10_mass_after": after["val_top10_mass"],
+        **quality,
         "speed_steps": args.speed_steps, "tokens_per_s": round(ours["tokens_per_s"], 2),
         "trl_tokens_per_s": round(trl_res["tokens_per_s"], 2) if trl_res else None,
         "ratio_vs_trl": round(ours["tokens_per_s"] / trl_res["tokens_per_s"], 3) if trl_res else None,

@@ -126,7 +126,8 @@ class PreferenceConfig:
     topk: int = field(10, help="k of the top-k entropy / mass over-optimisation indicators")
     kl_eval: bool = field(True, help="keep a frozen reference copy to log token KL at each evaluation")
     task_eval: int = field(64, help="validation prompts answered greedily for task accuracy (arithmetic data)")
-    max_new_tokens: int = field(12, help="generation length of the task evaluation")
+    max_new_tokens: int = field(16, help="generation length of the task evaluation (SmolLM2 often echoes "
+                                            "'a + b = c' before answering: up to 11 tokens)")
 
 
 # ------------------------------------------------------------------------------------------ checks
