@@ -4,6 +4,7 @@ SmolLM2-135M-Instruct on fixed zh_en test entities.
     python benchmarks/kgalign.py                       # both pairs + LLM stage on 200 entities
     python benchmarks/kgalign.py --llm-entities 50     # a smaller LLM stage
     python benchmarks/kgalign.py --skip-llm
+    python benchmarks/kgalign.py --pairs zh_en --llm http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
 
 Embedding rows rank every test source against all KG2 entities that are not already used by a training
 link (15,072 of 19,572 on zh_en; no knowledge of which entities are test targets). LLM rows use the
@@ -36,7 +37,7 @@ import torch
 # This script is named like the package: drop its own folder from the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from kgalign.backends import CachedBackend, LocalLM, ResponseCache  # noqa: E402
+from kgalign.backends import CachedBackend, LocalLM, OpenAIChat, ResponseCache  # noqa: E402
 from kgalign.candidates import CandidateConfig, EmbeddingAligner, StructureTrainConfig  # noqa: E402
 from kgalign.data import load_dbp15k  # noqa: E402
 from kgalign.inference import Candidates, candidate_metrics, csls, ranking_metrics, sinkhorn_scores  # noqa: E402
@@ -85,7 +86,8 @@ def embedding_stage(pair: str, out_dir: str) -> tuple[list[dict], object, object
 
 
 def llm_stage(data, scores, targets, *, n_entities: int, n_calibration: int, k: int, seed: int,
-              cache_path: str, batch_size: int) -> list[dict]:
+              cache_path: str, batch_size: int, llm: str = "local", model: str = "smollm2",
+              concurrency: int = 4) -> list[dict]:
     test = data.test_links
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(test), generator=g)
@@ -99,8 +101,13 @@ def llm_stage(data, scores, targets, *, n_entities: int, n_calibration: int, k: 
     cands, gold = candidates(pick)
     before = candidate_metrics(cands.target, gold)
     describer = Describer(data)
-    lm = LocalLM("smollm2", max_new_tokens=6, batch_size=batch_size)
-    lm._load()
+    if llm == "local":
+        lm = LocalLM(model, max_new_tokens=6, batch_size=batch_size)
+        lm._load()  # load time is not call time
+        model_name = "SmolLM2-135M-Instruct" if model == "smollm2" else model
+    else:
+        lm = OpenAIChat(llm, model, max_tokens=6, concurrency=concurrency)
+        model_name = model
     backend = CachedBackend(lm, ResponseCache(cache_path))
     calibration = None
     if n_calibration > 0:
@@ -125,7 +132,7 @@ def llm_stage(data, scores, targets, *, n_entities: int, n_calibration: int, k: 
         wall = time.perf_counter() - t0
         m = candidate_metrics(res.candidates.target, gold)
         fresh = lm.stats.calls - calls0
-        row = {"pair": "zh_en", "stage": stage, "model": "SmolLM2-135M-Instruct", "entities": n_entities,
+        row = {"pair": "zh_en", "stage": stage, "model": model_name, "entities": n_entities,
                "candidates": k, "rounds": vcfg.rounds,
                "margin_threshold": vcfg.margin_threshold, "llm_entities": res.llm_entities, **m,
                "hits@1_before": before["hits@1"], "seconds": round(wall, 1), "llm_calls": res.llm_calls,
@@ -174,6 +181,9 @@ def main() -> None:
     ap.add_argument("--calibration-entities", type=int, default=200,
                     help="other fixed test entities on which the selective mode's margin threshold is chosen")
     ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--llm", default="local", help="'local' (transformers) or the URL of an OpenAI-compatible server")
+    ap.add_argument("--model", default="smollm2", help="local model ('smollm2' or a folder) or the server's model name")
+    ap.add_argument("--concurrency", type=int, default=4, help="parallel HTTP requests (--llm URL)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -194,7 +204,8 @@ def main() -> None:
             data, scores, targets = state
             rows += llm_stage(data, scores, targets, n_entities=args.llm_entities, k=args.candidates,
                               n_calibration=args.calibration_entities, seed=0,
-                              cache_path=os.path.join(work, "llm_cache.sqlite"), batch_size=args.batch_size)
+                              cache_path=os.path.join(work, "llm_cache.sqlite"), batch_size=args.batch_size,
+                              llm=args.llm, model=args.model, concurrency=args.concurrency)
         del state
     if args.merge and args.out.exists():
         old = json.loads(args.out.read_text())["rows"]
@@ -204,7 +215,8 @@ def main() -> None:
            "torch_threads": args.threads,
            "budget": "one run per setting; embedding: full test set (10,500 links) ranked against all KG2 "
                      "entities not in training links; LLM: "
-                     f"{args.llm_entities} fixed zh_en test entities (seeded sample), SmolLM2-135M-Instruct on CPU; selective "
+                     f"{args.llm_entities} fixed zh_en test entities (seeded sample), "
+                     + ("SmolLM2-135M-Instruct on CPU" if args.model == "smollm2" else args.model) + "; selective "
                      f"threshold calibrated on {args.calibration_entities} other fixed test entities"
                      + (" (pairs run as separate processes, merged)" if args.merge else ""),
            "rows": rows}
