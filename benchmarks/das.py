@@ -25,6 +25,13 @@ retriever runs; MovieLens in its own run), then joined:
         --rqvae-epochs 20 --retriever-steps 150 --eval-users 610
     cp benchmarks/results/das_b1.json benchmarks/results/das.json
     python benchmarks/das.py --merge _b2 && python benchmarks/das.py --merge _ml
+
+The MovieLens rows were then re-measured at a real retriever budget (session 2; same IDs, one process per ID set,
+side by side), and replaced the 150-step ones in das.json:
+
+    for m in das two-stage rqvae; do python benchmarks/das.py --datasets ml-latest-small --methods $m \
+        --ids-from runs/bench-das-ml --retriever-steps 4000 --eval-users 610 --suffix _ml_$m \
+        --work runs/bench-das-ml-4k_$m & done; wait
 """
 
 from __future__ import annotations
