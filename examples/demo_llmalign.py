@@ -46,7 +46,7 @@ def main() -> None:
         block.requires_grad_(True)
     data = arithmetic_preferences(14, seed=0)
     train, held_out = data[:6], data[6:]
-    pc = PreferenceConfig(loss="dpo", beta=0.1, task_eval=len(held_out), max_new_tokens=4, kl_eval=False,
+    pc = PreferenceConfig(loss="dpo", beta=0.1, task_eval=len(held_out), max_new_tokens=16, kl_eval=False,
                           eval_batch_size=8, ref_batch_size=8)
     with tempfile.TemporaryDirectory() as out:
         tc = TrainConfig(out_dir=out, batch_size=2, max_epochs=1, max_steps=3, lr=2e-5, progress=False, device="cpu",
