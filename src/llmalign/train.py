@@ -265,25 +265,16 @@ def make_loss_fn(batch_loss: BatchLoss) -> Callable[[nn.Module, dict[str, Tensor
 # ------------------------------------------------------------------------------------------ cached inputs
 
 
-@torch.no_grad()
 def compute_reference_logps(lm: nn.Module, dataset: PreferenceDataset, collator: PairCollator, *,
                             batch_size: int = 16, device: torch.device | str = "cpu") -> Tensor:
     """Summed completion log-probs of every (chosen, rejected) pair under ``lm``: a float32 :math:`(N, 2)`
-    tensor (computed once; the reference never changes)."""
-    policy = PolicyLogps(lm).to(device)
-    was_training = lm.training
-    lm.eval()
-    out = torch.empty(len(dataset), 2)
-    for s in range(0, len(dataset), batch_size):
-        items = [dataset.pairs[i] for i in range(s, min(s + batch_size, len(dataset)))]
-        batch = collator([{"prompt_ids": p.prompt_ids, "chosen_ids": p.chosen_ids, "rejected_ids": p.rejected_ids,
-                           "index": s + j} for j, p in enumerate(items)])
-        batch = move_to(batch, torch.device(device))
-        lp = policy(batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum
-        c, r = split_pairs(lp)
-        out[s:s + len(items), 0], out[s:s + len(items), 1] = c.float().cpu(), r.float().cpu()
-    lm.train(was_training)
-    return out
+    tensor (computed once; the reference never changes), with the collator's padding, ``batch_size`` pairs
+    (``2 * batch_size`` rows) per forward pass."""
+    pairs = dataset.pairs
+    rows = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    sums, _ = score_completions(lm, rows, pad_token_id=collator.pad, padding_side=collator.side,
+                                batch_size=2 * batch_size, device=device)
+    return torch.stack(sums.split(len(pairs)), 1)
 
 
 @torch.no_grad()
