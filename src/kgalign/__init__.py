@@ -29,8 +29,9 @@ __all__ = [
     "BaseModelResult", "CachedBackend", "CallStats", "CandidateConfig", "Candidates", "CharNgramTfidf",
     "Completion", "Describer", "EADataset", "EmbeddingAligner", "EntityView", "Fact", "GCNAlignEncoder",
     "KnowledgeGraph", "LinearAligner", "LocalLM", "NONE", "NameEncoderConfig", "OpenAIChat", "RerankResult",
-    "ResponseCache", "StructureConfig", "StructureTrainConfig", "ThresholdCalibration", "TripleSelector", "VotingConfig",
-    "build_prompt", "calibrate_margin_threshold", "csls", "decide", "hungarian_match", "load_dbp15k", "load_openea", "make_backend",
+    "ResponseCache", "StructureConfig", "StructureTrainConfig", "ThresholdCalibration", "TripleSelector",
+    "VotingConfig", "build_prompt", "calibrate_margin_threshold", "csls", "decide", "hungarian_match",
+    "load_dbp15k", "load_openea", "make_backend",
     "parse_answer", "ranking_metrics", "read_attribute_triples", "rerank", "round_order", "sinkhorn_scores",
     "sparse_similarity", "top_candidates", "train_linear", "train_structure",
 ]

@@ -237,13 +237,15 @@ def calibrate_margin_threshold(margin: Tensor, base_correct: Tensor, llm_correct
     gain = torch.cat([torch.zeros(1), (llm_correct.float() - base_correct.float())[order].cumsum(0)])
     base = float(base_correct.float().sum())
     # a cut after position m is only possible where the next margin is strictly larger (ties go together)
-    cuts = [0] + [m for m in range(1, n + 1) if m == n or m_sorted[m] > m_sorted[m - 1]]
+    rises = ((m_sorted[1:] > m_sorted[:-1]).nonzero().flatten() + 1).tolist()
+    cuts = [0] + rises + [n]
+    above_all = float(torch.nextafter(m_sorted[-1], torch.tensor(float("inf"))))  # sends every entity
 
     def threshold_at(m: int) -> float:
         if m == 0:
             return min(0.0, float(m_sorted[0]))  # margin < threshold holds for none
         if m == n:
-            return float(m_sorted[-1]) + 1e-6
+            return above_all
         return 0.5 * (float(m_sorted[m - 1]) + float(m_sorted[m]))
 
     curve = [(threshold_at(m), (base + float(gain[m])) / n) for m in cuts]
