@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from aligncore import metrics as M
+from aligncore.training import resolve_device
 
 from .costs import EditCosts
 from .models import GEDModel, PairDataset, build_model, load_ged_pairs
@@ -115,9 +116,10 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
 
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", labels: str | None = None, root: str | None = None,
-                        batch_size: int = 256) -> dict[str, Any]:
-    """Metrics of a saved model on a split of the data it was trained on (or of another ``labels`` file)."""
-    model, info = load_checkpoint(path)
+                        batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Metrics of a saved model on a split of the data it was trained on (or of another ``labels`` file), computed
+    on ``device`` (CPU and CUDA predictions agree to float32 round-off, not bit for bit)."""
+    model, info = load_checkpoint(path, device=device)
     d = info["data"]
     data = load_ged_pairs(d["dataset"], model.costs, labels=labels or d.get("labels"), root=root or d.get("root"),
                           max_nodes=d.get("max_nodes", 20), dedupe=d.get("dedupe", True), seed=d.get("split_seed", 0),
@@ -136,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", default=None, help="evaluate on another label file (same costs)")
     ap.add_argument("--root", default=None, help="dataset root (default: as in training)")
     ap.add_argument("--batch-size", type=int, default=256, help="pairs per batch")
+    ap.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:1', ... or 'auto' (CUDA when present)")
     ap.add_argument("--out", default=None, help="also write the metrics to this JSON file")
     a = ap.parse_args(argv)
-    res = evaluate_checkpoint(a.checkpoint, split=a.split, labels=a.labels, root=a.root, batch_size=a.batch_size)
+    res = evaluate_checkpoint(a.checkpoint, split=a.split, labels=a.labels, root=a.root, batch_size=a.batch_size,
+                              device=resolve_device(a.device))
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

@@ -117,9 +117,16 @@ class GCNAlignEncoder(nn.Module):
         h = F.dropout(self.ent.weight, self.config.dropout, self.training)
         outs = [F.normalize(h, dim=-1)]
         for lin in self.layers:
-            h = torch.tanh(torch.sparse.mm(self.adjacency, lin(h))) + h
+            h = torch.tanh(_spmm(self.adjacency, lin(h))) + h
             outs.append(F.normalize(h, dim=-1))
         return F.normalize(torch.cat(outs, dim=-1), dim=-1)
+
+
+def _spmm(adjacency: Tensor, x: Tensor) -> Tensor:
+    """``adjacency @ x`` in float32 with autocast off: CUDA has no bf16 sparse matmul (``addmm_sparse_cuda``), and
+    under ``fit``'s autocast the dense operand arrives in bf16."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return torch.sparse.mm(adjacency, x.float())
 
 
 def alignment_loss(emb: Tensor, left: Tensor, right: Tensor, negatives: Tensor, *, tau: float) -> Tensor:

@@ -229,3 +229,19 @@ def test_predict_batches_explicit_pairs_like_forward():
     with torch.no_grad():
         assert torch.allclose(y, m(encode_pairs(ps, "label", VOCAB)), atol=1e-5)
     assert m.predict([]).shape == (0,)
+
+
+def test_gmn_encoder_runs_under_bf16_autocast():
+    """fit() autocasts on CUDA: bf16 messages must aggregate into a buffer of their own dtype (a float32 buffer
+    made index_add_ fail there; CPU autocast fails the same way)."""
+    from graphalign.models.encoder import GMNEncoder
+
+    torch.manual_seed(0)
+    enc = GMNEncoder(3, node_dim=8, steps=2)
+    x = torch.randn(2, 4, 3)
+    adj = torch.zeros(2, 4, 4)
+    adj[:, 0, 1] = adj[:, 1, 0] = adj[:, 1, 2] = adj[:, 2, 1] = 1
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc(x, adj, mask)
+    torch.testing.assert_close(out.float(), enc(x, adj, mask), atol=5e-2, rtol=0)

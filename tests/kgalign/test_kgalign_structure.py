@@ -92,3 +92,16 @@ def test_linear_aligner_trains_with_fit(tiny_openea, tmp_path):
     assert e1.shape == (12, 8) and e2.shape == (12, 8) and fr.steps == 30
     assert torch.allclose(e1.norm(dim=1), torch.ones(12), atol=1e-5)
     assert LinearAligner(8, 4, feats)(torch.tensor([0, n - 1])).shape == (2, 4)
+
+
+def test_gcn_encoder_runs_under_bf16_autocast():
+    """fit() autocasts on CUDA, where no bf16 sparse matmul exists (addmm_sparse_cuda): the encoder keeps its
+    sparse products in float32. CPU has a bf16 sparse matmul, so here this checks the float32 output under CPU
+    autocast; the CUDA failure itself shows only in the GPU run (tools/gpu_check.sh)."""
+    adj = normalized_adjacency(torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]]), 4)
+    enc = GCNAlignEncoder(4, adj, StructureConfig(ent_dim=8, num_layers=2, dropout=0.0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc()
+    ref = enc()
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=5e-2, rtol=0)

@@ -53,6 +53,7 @@ class GMNEncoder(nn.Module):
         src, dst = b * N + u, b * N + v
         for _ in range(self.steps):
             msg = self.msg_out(torch.relu(self.msg_src(h)[src] + self.msg_dst(h)[dst]))  # MLP_msg([h_u, h_v])
-            agg = torch.zeros(B * N, self.msg_dim, dtype=h.dtype, device=h.device).index_add_(0, dst, msg)
+            # msg.dtype, not h.dtype: under CUDA autocast the messages are bf16 while h can be float32
+            agg = torch.zeros(B * N, self.msg_dim, dtype=msg.dtype, device=h.device).index_add_(0, dst, msg)
             h = self.gru(agg, h) * keep
         return h.reshape(B, N, -1)

@@ -74,7 +74,8 @@ class LMTextEncoder(nn.Module):
 
     Shapes:
         - input: a list of :math:`b` strings
-        - output: :math:`(b, d_{model})`, float32
+        - output: :math:`(b, d_{model})`, float32, on the device the language model is on (``device`` at
+          construction, or wherever the encoder was moved since, e.g. by ``fit``)
     """
 
     def __init__(self, model: str | nn.Module = "smollm2", tokenizer=None, *, n_layers: int = 2,
@@ -98,7 +99,7 @@ class LMTextEncoder(nn.Module):
             body.layers = nn.ModuleList(list(body.layers)[:max_layers])
             body.config.num_hidden_layers = max_layers
         self.lm, self.tokenizer = freeze(lm.to(device)), tok
-        self.n_layers, self.max_length, self.device = n_layers, max_length, torch.device(device)
+        self.n_layers, self.max_length = n_layers, max_length
         self.dim = int(lm.config.hidden_size)
 
     def train(self, mode: bool = True) -> LMTextEncoder:  # stays frozen in eval mode
@@ -108,14 +109,15 @@ class LMTextEncoder(nn.Module):
     def forward(self, texts: Sequence[str]) -> Tensor:
         if isinstance(texts, str):
             raise TypeError("LMTextEncoder expects a list of strings, got one string")
+        dev = next(self.lm.parameters()).device  # follows .to(): fit() moves the module holding this encoder
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.max_length).to(self.device)
+                             max_length=self.max_length).to(dev)
         # the decoder body only: the vocabulary head is not needed and dominates the cost of a small LM
         body = self.lm.get_decoder() if hasattr(self.lm, "get_decoder") else self.lm
         out = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
         hs = torch.stack(out.hidden_states[-self.n_layers:]).mean(0)  # (b, T, d)
         m = enc["attention_mask"].unsqueeze(-1).to(hs.dtype)
-        return ((hs * m).sum(1) / m.sum(1).clamp_min(1.0)).float().cpu()
+        return ((hs * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
 
 
 def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
