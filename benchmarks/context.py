@@ -30,8 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_results  # noqa: E402
 
-from aligncore.training import TrainConfig  # noqa: E402
-from mmalign.context.config import ContextConfig  # noqa: E402
+from mmalign.context.config import ContextConfig, ContextTrainConfig  # noqa: E402
 from mmalign.context.data import ett_splits  # noqa: E402
 from mmalign.context.dsca import CausalLMBackbone  # noqa: E402
 from mmalign.context.train import _prompt_ids, build_model, train_context  # noqa: E402
@@ -113,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lm-lr", type=float, default=None,
+                    help="learning rate of the backbone models dsca and ofa (default: --lr; the FSCA and GPT4TS "
+                         "scripts use 1e-4)")
+    ap.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    ap.add_argument("--patch-len", type=int, default=8, help="patch length of dsca/ofa (FSCA long-term: 48)")
+    ap.add_argument("--stride", type=int, default=8, help="patch stride of dsca/ofa (FSCA long-term: 48)")
+    ap.add_argument("--gnn-layers", default="0", help="dsca graph-layer positions (FSCA long-term: 0_2_4)")
+    ap.add_argument("--d-ff", type=int, default=None, help="head features (FSCA: 512 few-shot, 256 long-term)")
+    ap.add_argument("--coarse-dim", type=int, default=512, help="coarse features (FSCA long-term: 128)")
+    ap.add_argument("--head-dropout", type=float, default=0.3, help="(FSCA long-term: 0.1)")
     ap.add_argument("--eval-stride", type=int, default=1)
     ap.add_argument("--eval-batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
@@ -162,12 +171,15 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     cfg = ContextConfig(data=ds, seq_len=args.seq_len, pred_len=h, few_shot=fs, model=model,
                                         n_layers=args.n_layers, eval_stride=args.eval_stride,
-                                        eval_batch_size=args.eval_batch_size)
+                                        eval_batch_size=args.eval_batch_size, patch_len=args.patch_len,
+                                        stride=args.stride, gnn_layers=args.gnn_layers, d_ff=args.d_ff,
+                                        coarse_dim=args.coarse_dim, head_dropout=args.head_dropout)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
-                    tc = TrainConfig(out_dir=f"/tmp/alignkit-bench-context/{key}", max_epochs=epochs,
-                                     batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                                     device=args.device, progress=False, resume=False, seed=0,
-                                     amp=args.amp)
+                    lr = args.lm_lr if (args.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
+                    tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{key}",
+                                            max_epochs=epochs, batch_size=args.batch_size, lr=lr,
+                                            patience=args.patience, device=args.device, progress=False,
+                                            resume=False, seed=0, amp=args.amp, lr_schedule=args.lr_schedule)
                     t0 = time.perf_counter()
                     if exported is not None and model in ("dsca", "ofa"):
                         import copy
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                            "seconds_per_epoch": res.seconds_per_epoch, "epochs": res.fit.epochs,
                            "best_epoch": res.fit.best_epoch, "best_val_mse": res.fit.best_metric,
                            "n_train_windows": len(splits.train), "n_test_windows": int(res.test["n_windows"]),
-                           "eval_stride": args.eval_stride, "n_trainable": res.n_trainable,
+                           "eval_stride": args.eval_stride, "n_trainable": res.n_trainable, "lr": lr,
                            "wall_seconds": time.perf_counter() - t0}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -217,9 +229,12 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[
     if args.merge is not None and args.merge.exists():
         old = json.loads(args.merge.read_text())
         merged = [r for r in old["rows"] if r.get("device") != (rows[0]["device"] if rows else None)] + merged
+    lm_lr = f" (dsca/ofa: {args.lm_lr})" if args.lm_lr is not None else ""
     budget = (f"seq_len {args.seq_len}, {args.epochs} epoch(s) (full data: {args.epochs_full or args.epochs}), "
-              f"batch {args.batch_size}, AdamW lr {args.lr}, patience {args.patience}, same for every model; "
-              f"SmolLM2-135M first {args.n_layers} blocks; val/test every {args.eval_stride}-th window; "
+              f"batch {args.batch_size}, AdamW lr {args.lr}{lm_lr} {args.lr_schedule}, patience {args.patience}, "
+              f"same epochs for every model; SmolLM2-135M first {args.n_layers} blocks, patch "
+              f"{args.patch_len}/{args.stride}, graph layers at {args.gnn_layers}, d_ff {args.d_ff}, coarse "
+              f"{args.coarse_dim}, head dropout {args.head_dropout}; val/test every {args.eval_stride}-th window; "
               f"device {args.device}{' bf16 autocast' if args.amp else ''}; not run: {skipped or 'none'}")
     if out.name == "context.json" and out.parent.name == "results":
         path = write_results("context", merged, budget=budget)

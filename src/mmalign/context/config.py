@@ -66,3 +66,6 @@ class ContextTrainConfig(TrainConfig):
     batch_size: int = field(32, help="windows per batch")
     lr: float = field(1e-3, help="AdamW learning rate")
     patience: int | None = field(3, help="stop after this many evaluations without a lower validation MSE")
+    lr_schedule: str = field("constant", help="learning-rate schedule: constant, or cosine (annealed to ~0 over "
+                                              "max_epochs; the authors' scripts anneal with lradj=COS)",
+                             choices=["constant", "cosine"])

@@ -36,7 +36,7 @@ from .config import ContextConfig, ContextTrainConfig
 from .data import ETTSplits, ett_splits, eval_loader
 from .dsca import CausalLMBackbone, DSCAModel
 
-__all__ = ["load_backbone_lm", "build_model", "evaluate_forecast", "TrainOutcome", "train_context", "main"]
+__all__ = ["load_backbone_lm", "build_model", "evaluate_forecast", "cosine_schedule", "TrainOutcome", "train_context", "main"]
 
 
 def _word_ids(text: str, vocab: int) -> Tensor:
@@ -144,6 +144,12 @@ def evaluate_forecast(model: nn.Module, ds: Dataset, *, batch_size: int = 64,
     return {"mse": se / n_el, "mae": ae / n_el, "n_windows": float(n_win)}
 
 
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine annealing of every group's learning rate from its initial value to 1e-8 over ``total_steps``
+    optimiser steps (stepped per step; the authors step per epoch with ``tmax`` 20 epochs)."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(total_steps), 1), eta_min=1e-8)
+
+
 def mse_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
     """The training objective: MSE on the scaled target window."""
     x, y = batch
@@ -182,7 +188,11 @@ def train_context(cfg: ContextConfig, train_cfg: TrainConfig, *, splits: ETTSpli
         r = evaluate_forecast(m, splits.val, batch_size=cfg.eval_batch_size, device=device)
         return {"val_loss": r["mse"], "val_mae": r["mae"]}
 
+    schedule = getattr(train_cfg, "lr_schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
     res = fit(model, splits.train, loss_fn=mse_loss, config=train_cfg, evaluate=evaluate,
+              scheduler=cosine_schedule if schedule == "cosine" else None,
               run_info={"context": config_to_dict(cfg), "n_trainable": n_tr, "n_frozen": n_fr,
                         "windows": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}})
     secs = [h["seconds"] for h in res.history if "seconds" in h]
