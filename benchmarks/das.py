@@ -32,6 +32,12 @@ side by side), and replaced the 150-step ones in das.json:
     for m in das two-stage rqvae; do python benchmarks/das.py --datasets ml-latest-small --methods $m \
         --ids-from runs/bench-das-ml --retriever-steps 4000 --eval-users 610 --suffix _ml_$m \
         --work runs/bench-das-ml-4k_$m & done; wait
+
+The Beauty rows were re-measured the same way on a lent H200 (session 3; the session-1 IDs copied to
+.gpu/das/beauty/<method>/ids.json, `tools/gpu_check.sh das`, one process per ID set on the one GPU):
+
+    python benchmarks/das.py --datasets beauty --methods $m --ids-from .gpu/das --retriever-steps 4000 \
+        --eval-users 1000 --suffix _gpu_$m --work /tmp/das_$m --device cuda --threads 1
 """
 
 from __future__ import annotations
