@@ -67,5 +67,6 @@ class ContextTrainConfig(TrainConfig):
     lr: float = field(1e-3, help="AdamW learning rate")
     patience: int | None = field(3, help="stop after this many evaluations without a lower validation MSE")
     lr_schedule: str = field("constant", help="learning-rate schedule: constant, or cosine (annealed to ~0 over "
-                                              "max_epochs; the authors' scripts anneal with lradj=COS)",
+                                              "max_epochs or max_steps; the authors' scripts anneal with "
+                                              "lradj=COS; a resumed run keeps the schedule it started with)",
                              choices=["constant", "cosine"])

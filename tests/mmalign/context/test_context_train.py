@@ -10,7 +10,7 @@ import torch
 
 from aligncore.training import TrainConfig
 from mmalign.context.baselines import DLinear
-from mmalign.context.config import ContextConfig
+from mmalign.context.config import ContextConfig, ContextTrainConfig
 from mmalign.context.data import WindowDataset, ett_splits
 from mmalign.context.train import build_model, evaluate_forecast, main, train_context
 
@@ -90,3 +90,17 @@ def test_cli_resume_matches_uninterrupted_run(tmp_path):
              if '"step"' in line]
     assert steps == [3, 6]  # the second run continued the first (a fresh start would log only step 6)
     assert resumed["test"]["mse"] == pytest.approx(whole["test"]["mse"], rel=1e-6)
+
+
+def test_cosine_schedule_anneals_to_zero(tmp_path):
+    base = ["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", "dlinear", "--few-shot", "0.02",
+            "--eval-stride", "300", "--max-epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
+            "--no-restore-best", "--lr", "1e-2", "--lr-schedule", "cosine"]
+    whole = main(base + ["--max-steps", "6", "--out-dir", str(tmp_path / "whole")])
+    ck = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-8, abs=1e-9)  # annealed over the 6 steps
+    constant = main(base[:-1] + ["constant", "--max-steps", "6", "--out-dir", str(tmp_path / "const")])
+    assert constant["test"]["mse"] != pytest.approx(whole["test"]["mse"], rel=1e-6)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_context(ContextConfig(model="dlinear", seq_len=32, pred_len=8, few_shot=0.02, eval_stride=300),
+                      ContextTrainConfig(out_dir=str(tmp_path / "bad"), lr_schedule="step", device="cpu"))
