@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run on the lent GPU machine (see README "GPU checks"): the test suite on CUDA, then the GPU benchmarks, side by
+# Run on a GPU machine (README, Quick start): the test suite on CUDA, then the GPU benchmarks, side by
 # side, each stage in its own processes, every process stopped by a deadline so that partial results come back.
 #
 #   tools/gpu_check.sh [tests] [ctx] [das]      (default: all three)

@@ -64,7 +64,8 @@ class ContextTrainConfig(TrainConfig):
     out_dir: str = field("runs/context", help="folder for checkpoints, metrics.jsonl and test_metrics.json")
     max_epochs: int = field(10, help="number of passes over the training data")
     batch_size: int = field(32, help="windows per batch")
-    lr: float = field(1e-3, help="AdamW learning rate")
+    lr: float | None = field(None, help="AdamW learning rate (None: 1e-4 for dsca and ofa, as in the FSCA and GPT4TS "
+                                        "scripts; 1e-3 for dlinear and patchtst)")
     patience: int | None = field(3, help="stop after this many evaluations without a lower validation MSE")
     lr_schedule: str = field("constant", help="learning-rate schedule: constant, or cosine (annealed to ~0 over "
                                               "max_epochs or max_steps; the authors' scripts anneal with "

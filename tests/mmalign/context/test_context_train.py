@@ -104,3 +104,16 @@ def test_cosine_schedule_anneals_to_zero(tmp_path):
     with pytest.raises(ValueError, match="lr_schedule"):
         train_context(ContextConfig(model="dlinear", seq_len=32, pred_len=8, few_shot=0.02, eval_stride=300),
                       ContextTrainConfig(out_dir=str(tmp_path / "bad"), lr_schedule="step", device="cpu"))
+
+
+@pytest.mark.parametrize("model,lr", [("dlinear", 1e-3), ("ofa", 1e-4)])
+def test_default_learning_rate_per_model(tmp_path, model, lr):
+    report = main(["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", model, "--backbone",
+                   "tiny-gpt2", "--n-layers", "1", "--few-shot", "0.02", "--eval-stride", "300", "--max-steps", "1",
+                   "--batch-size", "8", "--out-dir", str(tmp_path), "--no-progress", "--device", "cpu"])
+    assert report["lr"] == lr
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["lr"] == lr
+    assert main(["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", model, "--backbone",
+                 "tiny-gpt2", "--n-layers", "1", "--few-shot", "0.02", "--eval-stride", "300", "--max-steps", "1",
+                 "--batch-size", "8", "--out-dir", str(tmp_path / "b"), "--no-progress", "--device", "cpu",
+                 "--lr", "3e-3"])["lr"] == 3e-3
