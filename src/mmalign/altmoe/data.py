@@ -14,6 +14,7 @@ A :class:`PairSet` holds, for every modality, the frozen-encoder embedding of th
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections import Counter, defaultdict
@@ -272,12 +273,14 @@ def dbp15k_links(pair: str = "zh_en", root: str | os.PathLike | None = None) -> 
 
 def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                  name_store: str | os.PathLike | None = None, struct_dim: int = 96, rel_dim: int = 32,
-                 val: float = 0.1, seed: int = 0, model: str = "smollm2", max_layers: int | None = 1,
-                 name_encoder=None, progress: bool = True) -> PairSet:
+                 transe_dim: int = 128, transe_epochs: int = 100, val: float = 0.1, seed: int = 0,
+                 model: str = "smollm2", max_layers: int | None = 1, name_encoder=None,
+                 progress: bool = True) -> PairSet:
     r"""DBP15K linked entities: ``structure`` of KG1 (:func:`~mmalign.altmoe.encoders.spectral_structure_embeddings`
-    of its relation triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built
-    once into an embedding store). The 4,500 seed links give train (minus :obj:`val` of them for validation),
-    the 10,500 reference links the test set.
+    of its relation triples, joined with :func:`~mmalign.altmoe.encoders.transe_embeddings` trained on the same
+    triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built once into an
+    embedding store). No alignment link is used to build either side. The 4,500 seed links give train (minus
+    :obj:`val` of them for validation), the 10,500 reference links the test set.
 
     Args:
         name_store (str, optional): store folder for the KG2 name embeddings (built when missing).
@@ -287,8 +290,13 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
             for the 15,000 names (8 layers, as for MovieLens, took over an hour on a busy 2-core CPU).
             (default: :obj:`1`)
         name_encoder (callable, optional): any frozen text encoder ``list[str] -> (b, d)`` instead of SmolLM2.
+        transe_dim (int, optional): width of the TransE part (0: spectral and relation-usage features only). On
+            zh-en it raised test Recall@1 of every connector from about 0.018 to 0.026 (one seed). Trained once
+            (about 2-5 minutes on a 2-core CPU) and cached under ``$ALIGNKIT_CACHE/altmoe``, keyed by the
+            triples' content. (default: :obj:`128`)
+        transe_epochs (int, optional): TransE passes over the triples. (default: :obj:`100`)
     """
-    from .encoders import LMTextEncoder, spectral_structure_embeddings
+    from .encoders import LMTextEncoder, spectral_structure_embeddings, transe_embeddings
     from .store import build_store
 
     raw = dbp15k_links(pair, root)
@@ -298,6 +306,17 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
     edges = np.stack([[pos1[h] for h in trip[:, 0]], [pos1[t] for t in trip[:, 2]]], axis=1)
     struct = spectral_structure_embeddings(edges, len(kg1), struct_dim, relations=trip[:, 1], rel_dim=rel_dim,
                                            seed=seed)
+    if transe_dim > 0:
+        local = np.stack([edges[:, 0], trip[:, 1], edges[:, 1]], axis=1)
+        key = hashlib.sha1(np.ascontiguousarray(local).tobytes()).hexdigest()[:16]
+        cached = default_cache(f"transe-{key}-d{transe_dim}-e{transe_epochs}-s{seed}.npy")
+        if cached.exists():
+            te = torch.from_numpy(np.load(cached))
+        else:
+            te = transe_embeddings(local, len(kg1), transe_dim, epochs=transe_epochs, seed=seed, progress=progress)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, te.numpy())
+        struct = torch.cat([struct, te], dim=1)
     links = np.concatenate([raw["sup"], raw["ref"]])
     uris = [raw["ent2"][int(e)] for e in links[:, 1]]
     names = [_uri_name(u) for u in uris]
@@ -323,7 +342,8 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                    [f"{raw['ent1'][int(a)]}|{raw['ent2'][int(b)]}" for a, b in links],
                    perm[n_va:].sort().values, perm[:n_va].sort().values,
                    torch.arange(n_sup, len(links)),
-                   {"structure": f"spectral {struct_dim} + relation-usage {rel_dim} of {raw['source']}/triples_1",
+                   {"structure": f"spectral {struct_dim} + relation-usage {rel_dim} + TransE {transe_dim} "
+                                 f"({transe_epochs} epochs) of {raw['source']}/triples_1",
                     "names": f"store {path}"})
 
 

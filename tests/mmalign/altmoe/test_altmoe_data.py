@@ -84,7 +84,7 @@ def test_dbp15k_pairs_joins_structure_of_kg1_with_names_of_kg2(tmp_path):
         return torch.tensor([[float(len(s)), float(s.split()[1])] for s in names])
 
     pairs = dbp15k_pairs("zh_en", tmp_path, name_store=tmp_path / "store", struct_dim=3, rel_dim=2, val=0.2,
-                         name_encoder=enc, progress=False)
+                         transe_dim=0, name_encoder=enc, progress=False)
     assert pairs.names == ["structure", "names"] and pairs.dims == {"structure": 5, "names": 2}
     assert len(pairs) == 12
     assert pairs.test.tolist() == list(range(5, 12))
@@ -138,3 +138,22 @@ def test_export_pca_keeps_the_principal_subspace(tmp_path):
     # independent check: the Gram matrix of the projection equals that of the centred data (rank 3 + noise)
     np.testing.assert_allclose(z["emb"].astype(np.float64) @ z["emb"].T.astype(np.float64), xc @ xc.T,
                                atol=0.05 * np.abs(xc @ xc.T).max())
+
+
+def test_dbp15k_structure_joins_transe_trained_once_and_cached(tmp_path, monkeypatch):
+    _fake_dbp15k(tmp_path)
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+
+    def enc(names):
+        return torch.tensor([[float(len(s))] for s in names])
+
+    kw = dict(name_store=tmp_path / "store", struct_dim=3, rel_dim=2, transe_dim=4, transe_epochs=3,
+              name_encoder=enc, progress=False)
+    first = dbp15k_pairs("zh_en", tmp_path, **kw)
+    assert first.dims["structure"] == 3 + 2 + 4
+    cached = list((tmp_path / "cache" / "altmoe").glob("transe-*-d4-e3-s0.npy"))
+    assert len(cached) == 1
+    np.save(cached[0], np.zeros((12, 4), dtype=np.float32))  # a second call reads the cache, not a retrain
+    again = dbp15k_pairs("zh_en", tmp_path, **kw)
+    assert torch.equal(again.modalities["structure"][:, :5], first.modalities["structure"][:, :5])
+    assert not again.modalities["structure"][:, 5:].any()
