@@ -12,6 +12,16 @@ GPU with SmolLM2 blocks exported on CPU first (the accelerator machine has no ll
     python benchmarks/context.py --export-backbone .ctx_backbone --n-layers 4       # here, ~20 s
     python benchmarks/context.py --backbone-dir .ctx_backbone --device cuda ...     # there
 
+The committed rows (session 3): the GPU cells by ``tools/gpu_check.sh ctx`` (one process per dataset, horizon and
+regime, with the authors' few-shot and long-term settings; OFA full-data cells in a second call), the DLinear and
+PatchTST cells the device time did not reach on the CPU with the same options, e.g.::
+
+    python benchmarks/context.py --device cpu --threads 1 --batch-size 256 --eval-batch-size 256 --lr 1e-3 \
+        --lm-lr 1e-4 --lr-schedule cosine --models dlinear patchtst --tag cpu1t --few-shot 0 --seq-len 512 \
+        --epochs 30 --patience 5 --datasets ETTh1 --horizons 96 192 --out fu_ETTh1.json
+
+then the per-process files joined into ``benchmarks/results/context.json``.
+
 Rows: one per (device, dataset, horizon, few_shot, model) with mse, mae, seconds_per_epoch, epochs,
 best_epoch, n_test_windows, eval_stride, seq_len. The published anchors (full data, other budgets) are stored
 beside the rows under ``published``; they are not measurements of this code.
