@@ -37,7 +37,8 @@ from .config import ContextConfig, ContextTrainConfig
 from .data import ETTSplits, ett_splits, eval_loader
 from .dsca import CausalLMBackbone, DSCAModel
 
-__all__ = ["load_backbone_lm", "build_model", "evaluate_forecast", "default_lr", "cosine_schedule", "TrainOutcome", "train_context", "main"]
+__all__ = ["load_backbone_lm", "build_model", "evaluate_forecast", "default_lr", "cosine_schedule", "TrainOutcome",
+           "train_context", "main"]
 
 
 def _word_ids(text: str, vocab: int) -> Tensor:
