@@ -94,14 +94,22 @@ def test_linear_aligner_trains_with_fit(tiny_openea, tmp_path):
     assert LinearAligner(8, 4, feats)(torch.tensor([0, n - 1])).shape == (2, 4)
 
 
-def test_gcn_encoder_runs_under_bf16_autocast():
+def test_gcn_encoder_runs_under_bf16_autocast(monkeypatch):
     """fit() autocasts on CUDA, where no bf16 sparse matmul exists (addmm_sparse_cuda): the encoder keeps its
-    sparse products in float32. CPU has a bf16 sparse matmul, so here this checks the float32 output under CPU
-    autocast; the CUDA failure itself shows only in the GPU run (tools/gpu_check.sh)."""
+    sparse products in float32. CPU has a bf16 sparse matmul, so here the dtype reaching the sparse product is
+    recorded under CPU autocast; the CUDA failure itself shows only in the GPU run (tools/gpu_check.sh)."""
     adj = normalized_adjacency(torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]]), 4)
     enc = GCNAlignEncoder(4, adj, StructureConfig(ent_dim=8, num_layers=2, dropout=0.0))
+    seen, spmm = [], torch.sparse.mm
+
+    def recording_spmm(a, x):
+        seen.append(x.dtype)
+        return spmm(a, x)
+
+    monkeypatch.setattr(torch.sparse, "mm", recording_spmm)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = enc()
+    assert seen == [torch.float32, torch.float32]  # the dense operands, not autocast's bf16
     ref = enc()
     assert out.shape == ref.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=5e-2, rtol=0)

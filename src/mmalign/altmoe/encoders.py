@@ -242,7 +242,11 @@ def transe_embeddings(triples: np.ndarray, n: int, dim: int = 128, *, epochs: in
 
 def _transe(triples: np.ndarray, n: int, dim: int, *, epochs: int, lr: float, batch_size: int, margin: float,
             seed: int, progress: bool) -> tuple[Tensor, Tensor]:
-    """The training of :func:`transe_embeddings`: ``(unit entity vectors, relation vectors)``."""
+    """The training of :func:`transe_embeddings`: ``(unit entity vectors, relation vectors)``.
+
+    A plain optimisation loop, not :func:`aligncore.training.fit`: this is a frozen encoder's one-off
+    precomputation (cached by the caller), with no validation, early stopping or resume to offer, and ``fit``
+    would checkpoint the whole entity table every epoch and reseed the global RNGs."""
     from tqdm.auto import tqdm
 
     tri = torch.as_tensor(np.asarray(triples, dtype=np.int64))
@@ -258,7 +262,7 @@ def _transe(triples: np.ndarray, n: int, dim: int, *, epochs: int, lr: float, ba
     bar = tqdm(range(epochs), desc="TransE", disable=not progress)
     for _ in bar:
         order = torch.randperm(len(h), generator=g)
-        total = 0.0
+        total = torch.zeros(())
         for a in range(0, len(h), batch_size):
             i = order[a:a + batch_size]
             hh, rr, tt = h[i], r[i], t[i]
@@ -272,6 +276,6 @@ def _transe(triples: np.ndarray, n: int, dim: int, *, epochs: int, lr: float, ba
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(i)
-        bar.set_postfix(loss=f"{total / len(h):.4f}")
+            total += loss.detach() * len(i)  # summed as a tensor: no host sync per step
+        bar.set_postfix(loss=f"{float(total) / len(h):.4f}")
     return torch.nn.functional.normalize(ent.detach(), dim=-1), rel.detach()
