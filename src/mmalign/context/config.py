@@ -31,6 +31,9 @@ class ContextConfig:
     backbone: str = field("smollm2", help="'smollm2' (SmolLM2-135M-Instruct, offline), 'tiny-llama' / 'tiny-gpt2' "
                                           "(random, for tests), or a local transformers folder")
     n_layers: int = field(4, help="backbone blocks kept from the bottom (authors' few-shot ETTh1: 4 of GPT-2's 12)")
+    learned_positions: bool = field(False, help="rotary backbones (smollm2): add a trainable, zero-initialised "
+                                                "absolute position table, the counterpart of GPT-2's wpe that the "
+                                                "OFA rule trains")
     patch_len: int = field(8, help=f"patch length P (authors' scripts: 8; {PAPER})")
     stride: int = field(8, help="patch stride S")
     n_segments: int = field(2, help="patch segments of the demonstration layout (authors' split_len: 2)")

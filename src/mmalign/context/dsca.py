@@ -50,7 +50,9 @@ This file holds the whole model, top to bottom:
 
 Backbone freezing follows GPT4TS/OFA: every backbone weight is frozen except its normalisation layers and its
 learned position embeddings (GPT-2's ``wpe``). Llama-style models (SmolLM2) have rotary position encodings and
-no learned position embeddings, so only their RMSNorm weights are trained there.
+no learned position embeddings, so only their RMSNorm weights are trained there, unless
+``learned_positions`` adds a zero-initialised trainable absolute table beside the rotary encoding (the
+counterpart of GPT-2's ``wpe``; an option, off by default, since the pretrained model never saw one).
 
 Differences from the authors' code, made on purpose: the head reads the patch positions (the code reads the
 last ``n_p`` positions, which include the task prompt); each insertion point has its own graph layer (the code
@@ -302,6 +304,7 @@ class CausalLMBackbone(nn.Module):
         self.norm = copy.deepcopy(self.norm)
         self.wpe = copy.deepcopy(self.wpe)
         self.hidden_size = int(lm.config.hidden_size)
+        self.pos_table: nn.Embedding | None = None  # see add_position_table
         # borrowed, not registered: neither trained, nor saved, nor frozen on the LM's side
         object.__setattr__(self, "_embed", lm.get_input_embeddings())
         freeze_backbone(self, self.wpe)
@@ -321,10 +324,24 @@ class CausalLMBackbone(nn.Module):
         """Forget the borrowed token embedding table once the prompts are embedded."""
         object.__setattr__(self, "_embed", None)
 
+    def add_position_table(self, n_positions: int) -> None:
+        """Give a rotary backbone a trainable absolute position table of ``n_positions`` rows, zero-initialised
+        (the pretrained function is unchanged at the start): the counterpart of GPT-2's ``wpe``, which the
+        GPT4TS/OFA rule trains. A GPT-2-style backbone already has one; calling this there is an error."""
+        if self.kind != "rotary":
+            raise ValueError("add_position_table: this backbone already has learned position embeddings")
+        self.pos_table = nn.Embedding(n_positions, self.hidden_size)
+        nn.init.zeros_(self.pos_table.weight)
+
     def start(self, h: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        """Add learned position embeddings (GPT-2) or prepare rotary ones (Llama), and the causal mask."""
+        """Add learned position embeddings (GPT-2, or the table of :meth:`add_position_table`) or prepare rotary
+        ones (Llama), and the causal mask."""
         n = h.shape[1]
         pos = torch.arange(n, device=h.device).unsqueeze(0)
+        if self.pos_table is not None:
+            if n > self.pos_table.num_embeddings:
+                raise ValueError(f"sequence of {n} tokens, position table of {self.pos_table.num_embeddings}")
+            h = h + self.pos_table(pos).to(h.dtype)
         mask = torch.full((n, n), torch.finfo(h.dtype).min, device=h.device, dtype=h.dtype).triu(1)[None, None]
         ctx: dict[str, Any] = {"attention_mask": mask}
         if self.kind == "learned":

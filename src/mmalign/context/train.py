@@ -106,18 +106,27 @@ def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: A
     torch.manual_seed(seed)
     if cfg.model == "ofa":
         backbone.drop_embedding_table()
-        return OFAModel(backbone, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
-                        stride=cfg.stride, d_ff=cfg.d_ff, head_dropout=cfg.head_dropout)
+        model = OFAModel(backbone, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
+                         stride=cfg.stride, d_ff=cfg.d_ff, head_dropout=cfg.head_dropout)
+        return _with_positions(model, model.n_patch, cfg)
     if prompts is None:
         vocab = int(backbone._embed.weight.shape[0])
         prompts = (backbone.embed_text(_prompt_ids(cfg.demo_prompt, tokenizer, vocab)),
                    backbone.embed_text(_prompt_ids(cfg.task_prompt, tokenizer, vocab)))
     demo, task = prompts
     backbone.drop_embedding_table()
-    return DSCAModel(backbone, demo, task, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
-                     stride=cfg.stride, n_segments=cfg.n_segments, gnn=cfg.gnn, gnn_layers=cfg.gnn_layer_tuple(),
-                     coarse_weight=cfg.coarse_weight, coarse_dim=cfg.coarse_dim, d_ff=cfg.d_ff,
-                     head_dropout=cfg.head_dropout)
+    model = DSCAModel(backbone, demo, task, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
+                      stride=cfg.stride, n_segments=cfg.n_segments, gnn=cfg.gnn, gnn_layers=cfg.gnn_layer_tuple(),
+                      coarse_weight=cfg.coarse_weight, coarse_dim=cfg.coarse_dim, d_ff=cfg.d_ff,
+                      head_dropout=cfg.head_dropout)
+    return _with_positions(model, model.graph.n_nodes, cfg)
+
+
+def _with_positions(model: nn.Module, n_tokens: int, cfg: ContextConfig) -> nn.Module:
+    """``cfg.learned_positions`` on a rotary backbone: a trainable position table for ``n_tokens`` tokens."""
+    if cfg.learned_positions and model.backbone.kind == "rotary":
+        model.backbone.add_position_table(n_tokens)
+    return model
 
 
 @torch.no_grad()

@@ -231,3 +231,22 @@ def test_moving_average_matches_numpy_reference():
     xp = np.concatenate([np.repeat(x[:, :1].numpy(), 2, 1), x.numpy(), np.repeat(x[:, -1:].numpy(), 2, 1)], 1)
     want = np.stack([xp[:, t:t + 5].mean(1) for t in range(30)], 1)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["dsca", "ofa"])
+def test_learned_positions_start_neutral_and_train(model):
+    """The optional position table of a rotary backbone: sized to the token sequence, zero at the start (the
+    output equals the model without it), and trained by a step; GPT-2 keeps its own wpe and gets no table."""
+    kw = {"model": model, "backbone": "tiny-llama", "seq_len": 48, "pred_len": 12, "head_dropout": 0.0}
+    plain = build_model(ContextConfig(**kw), seed=3).eval()
+    with_pos = build_model(ContextConfig(**kw, learned_positions=True), seed=3).eval()
+    table = with_pos.backbone.pos_table
+    n_tokens = with_pos.graph.n_nodes if model == "dsca" else with_pos.n_patch
+    assert table.weight.shape == (n_tokens, with_pos.backbone.hidden_size) and table.weight.requires_grad
+    x = torch.randn(2, 48, 3)
+    torch.testing.assert_close(with_pos(x), plain(x))
+    with_pos.train()
+    ((with_pos(x) - torch.randn(2, 12, 3)) ** 2).mean().backward()
+    assert table.weight.grad.abs().sum() > 0
+    gpt2 = build_model(ContextConfig(**{**kw, "backbone": "tiny-gpt2"}, learned_positions=True), seed=3)
+    assert gpt2.backbone.pos_table is None and gpt2.backbone.wpe.weight.requires_grad
