@@ -20,7 +20,11 @@ PatchTST cells the device time did not reach on the CPU with the same options, e
         --lm-lr 1e-4 --lr-schedule cosine --models dlinear patchtst --tag cpu1t --few-shot 0 --seq-len 512 \
         --epochs 30 --patience 5 --datasets ETTh1 --horizons 96 192 --out fu_ETTh1.json
 
-then the per-process files joined into ``benchmarks/results/context.json``.
+then the per-process files joined into ``benchmarks/results/context.json``. Session 4 added seeds 1 and 2 of the
+few-shot cells (``tools/gpu_check.sh ctx4``-style runs with ``--seed``; DLinear/PatchTST on the CPU) and the
+full-data ETTm1-96 DSCA cell, folded in with::
+
+    python benchmarks/context.py --add-seeds seed1_*.json seed2_*.json m1_96_fu_dsca.json
 
 Rows: one per (device, dataset, horizon, few_shot, model) with mse, mae, seconds_per_epoch, epochs,
 best_epoch, n_test_windows, eval_stride, seq_len. The published anchors (full data, other budgets) are stored
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -146,8 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/context.json)")
     ap.add_argument("--tag", default=None, help="device label stored in every row")
     ap.add_argument("--merge", type=Path, default=None, help="keep the rows of this results file too")
+    ap.add_argument("--add-seeds", type=Path, nargs="+", default=None,
+                    help="fold the rows of these result files (other seeds, or new cells) into --out and exit")
     ap.add_argument("--markdown", type=Path, default=None, help="print the markdown table of a results file, exit")
     args = ap.parse_args(argv)
+    if args.add_seeds:
+        out = args.out or Path(__file__).resolve().parent / "results" / "context.json"
+        extra = [r for f in args.add_seeds for r in json.loads(f.read_text())["rows"]]
+        doc = add_seeds(json.loads(out.read_text()), extra)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(markdown_table(doc))
+        return 0
     if args.markdown is not None:
         print(markdown_table(json.loads(args.markdown.read_text())))
         return 0
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 splits = ett_splits(ds, args.seq_len, h, few_shot=fs, eval_stride=args.eval_stride)
                 for model in args.models:
                     key = f"{ds}-{h}-fs{fs}-{model}"
+                    # checkpoints of this run only: processes side by side must never share a folder
+                    run_dir = f"{key}-s{args.seed}-lp{int(args.learned_positions)}-{os.getpid()}"
                     if args.time_budget and time.perf_counter() - t_start > args.time_budget:
                         skipped.append(key)
                         continue
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                                         learned_positions=args.learned_positions)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
                     lr = args.lm_lr if (args.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
-                    tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{key}",
+                    tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{run_dir}",
                                             max_epochs=epochs, batch_size=args.batch_size, lr=lr,
                                             patience=args.patience, device=args.device, progress=False,
                                             resume=False, seed=args.seed, amp=args.amp, lr_schedule=args.lr_schedule)
@@ -224,14 +240,60 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+KEY = ("dataset", "horizon", "few_shot", "model")
+
+
+def add_seeds(doc: dict, extra: list[dict]) -> dict:
+    """Fold rows of further seeds into a results document: a cell measured with several seeds becomes one row whose
+    ``mse``/``mae``/``seconds_per_epoch`` are means over ``seeds``, with the per-seed values and the standard
+    deviation beside them; a row of a cell not in ``doc`` is added as it is. A row without ``seed`` is seed 0."""
+    import statistics
+
+    cells: dict[tuple, list[dict]] = {}
+    order: list[tuple] = []
+    for r in [*doc["rows"], *extra]:
+        k = tuple(r[c] for c in KEY)
+        if k not in cells:
+            order.append(k)
+        runs = r.get("runs") or [{**r, "seed": r.get("seed", 0)}]
+        cells.setdefault(k, []).extend(runs)
+    rows = []
+    for k in order:
+        runs = sorted({r["seed"]: r for r in cells[k]}.values(), key=lambda r: r["seed"])  # one run per seed
+        first = runs[0]
+        if len(runs) == 1:
+            rows.append({c: v for c, v in first.items() if c != "runs"})
+            continue
+        row = {c: v for c, v in first.items() if c not in ("runs", "seed")}
+        for m in ("mse", "mae"):
+            row[m] = statistics.mean(r[m] for r in runs)
+        # seconds per epoch are only comparable on one device: the mean over the runs on the first run's device
+        row["seconds_per_epoch"] = statistics.mean(r["seconds_per_epoch"] for r in runs
+                                                   if r["device"] == first["device"])
+        row["mse_std"] = statistics.stdev(r["mse"] for r in runs)
+        row["device"] = "+".join(dict.fromkeys(r["device"] for r in runs))
+        row["seeds"] = [r["seed"] for r in runs]
+        row["runs"] = [{c: r.get(c) for c in ("seed", "device", "mse", "mae", "seconds_per_epoch", "epochs",
+                                               "best_epoch")} for r in runs]
+        rows.append(row)
+    models = ["dsca", "ofa", "dlinear", "patchtst"]
+    rows.sort(key=lambda r: (r["few_shot"] == 0, r["dataset"], r["horizon"],
+                             models.index(r["model"]) if r["model"] in models else len(models)))
+    return {**doc, "rows": rows}
+
+
 def markdown_table(doc: dict) -> str:
     """The README table of a results file: measured rows, then the published anchors of the same cells."""
-    lines = ["| device | dataset | H | few-shot | model | MSE | MAE | s/epoch | epochs | test windows |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| device | dataset | H | few-shot | model | MSE | MAE | seeds | s/epoch | epochs | test windows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         fs = f"{r['few_shot']:.0%}" if r["few_shot"] else "full"
-        lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {r['model']} | {r['mse']:.3f} | "
-                     f"{r['mae']:.3f} | {r['seconds_per_epoch']:.2f} | {r['epochs']} | {r['n_test_windows']} |")
+        mse = f"{r['mse']:.3f} ± {r['mse_std']:.3f}" if "mse_std" in r else f"{r['mse']:.3f}"
+        seeds = len(r.get("seeds", [0]))
+        epochs = "/".join(str(x["epochs"]) if x.get("epochs") else "?" for x in r["runs"]) if "runs" in r \
+            else r["epochs"]
+        lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {r['model']} | {mse} | "
+                     f"{r['mae']:.3f} | {seeds} | {r['seconds_per_epoch']:.2f} | {epochs} | {r['n_test_windows']} |")
     lines += ["", "Published anchors (full data, long training, other budgets; not measured here):", "",
               "| dataset | H | model | MSE | MAE | source |", "|---|---|---|---|---|---|"]
     for r in doc.get("published", []):
