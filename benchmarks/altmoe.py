@@ -63,7 +63,7 @@ def export(pairs, path: Path) -> None:
     (path / "info.json").write_text(json.dumps({"name": pairs.name, **pairs.info}, default=str))
 
 
-def load(name: str, pairs_dir: str | None = None):
+def load(name: str, pairs_dir: str | None = None, split_seed: int = 0):
     if pairs_dir is not None:
         from mmalign.altmoe.data import folder_pairs
 
@@ -72,7 +72,7 @@ def load(name: str, pairs_dir: str | None = None):
         return p
     if name == "movielens":
         store = movielens_text_store(progress=True)
-        return movielens_pairs(text_store=store.path)
+        return movielens_pairs(text_store=store.path, seed=split_seed)
     if name == "dbp15k-zh-en":
         return dbp15k_pairs("zh_en", progress=True)
     raise ValueError(name)
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="*", default=["movielens", "dbp15k-zh-en"])
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--splits", type=int, default=0,
+                    help="movielens: K random 80/10/10 splits (split seed s = model seed s = 0..K-1) instead of "
+                         "--seeds on split 0, so that the test noise of 972 movies averages out")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="training device ('auto': CUDA when present)")
@@ -112,17 +115,24 @@ def main(argv: list[str] | None = None) -> int:
         "cpu" if args.device == "auto" else args.device)
     budget = (f"{args.epochs} epochs each, batch 256, AdamW lr 1e-3 wd 1e-4, best epoch by mean val Recall@1, "
               f"latent 256; altmoe 12 experts x hidden 256 top-4; mlp 1 expert x hidden 1024; linear; seeds "
-              f"{args.seeds}; device {dev}" + (f" ({torch.cuda.get_device_name(0)}, bf16 autocast)"
+              f"{args.seeds}" + (f" (movielens: {args.splits} random splits, split seed = model seed = 0..{args.splits - 1})"
+                                 if args.splits else "") + f"; device {dev}" + (f" ({torch.cuda.get_device_name(0)}, bf16 autocast)"
                                                 if dev.startswith("cuda") else f", {args.threads} torch thread(s)"))
     rows = []
     for ds in args.datasets:
         t0 = time.perf_counter()
-        pairs = load(ds, args.pairs_dir)
+        # (split seed, model seed) of every run
+        plan = [(s, s) for s in range(args.splits)] if args.splits and ds == "movielens" else \
+            [(0, s) for s in args.seeds]
+        by_split = {sp: load(ds, args.pairs_dir, sp) for sp in dict.fromkeys(sp for sp, _ in plan)}
+        pairs = by_split[plan[0][0]]
         print(f"{ds}: {len(pairs)} pairs {pairs.dims}, train/val/test {pairs.train.numel()}/{pairs.val.numel()}/"
-              f"{pairs.test.numel()} (loaded in {time.perf_counter() - t0:.0f} s)", flush=True)
+              f"{pairs.test.numel()}, {len(by_split)} split(s) (loaded in {time.perf_counter() - t0:.0f} s)",
+              flush=True)
         for model in args.models:
             runs = []
-            for seed in args.seeds:
+            for split_seed, seed in plan:
+                pairs = by_split[split_seed]
                 cfg = AltMoEConfig(model=model, experts=12, top_k=4, latent=256, hidden=256)
                 tcfg = AltMoETrainConfig(out_dir=f"/tmp/altmoe-bench/{ds}/{model}/{seed}", max_epochs=args.epochs,
                                          batch_size=256, lr=1e-3, weight_decay=1e-4, patience=None, seed=seed,
@@ -139,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"dataset": ds, "direction": d, "model": model,
                              **{m: round(statistics.mean(v), 4) for m, v in vals.items()},
                              "recall@1_std": round(statistics.pstdev(vals["recall@1"]), 4),
-                             "seeds": len(runs), "params": runs[0][0].n_params,
+                             "seeds": len(runs), "splits": len({sp for sp, _ in plan}),
+                             "recall@1_runs": [round(v, 4) for v in vals["recall@1"]], "params": runs[0][0].n_params,
                              "seconds_per_epoch": round(statistics.mean(o.seconds_per_epoch for o, _ in runs), 3),
                              "train_pairs": int(pairs.train.numel()), "test_pairs": int(pairs.test.numel())})
     machine = f"{platform.machine()} {os.cpu_count()} cores" + (

