@@ -52,3 +52,20 @@ def test_fit_on_cuda_with_bf16_autocast(tmp_path):
                                  amp=True, progress=False))
     assert next(model.parameters()).is_cuda
     assert res.history[-1]["val_loss"] < 0.2 * res.history[0]["val_loss"]
+
+
+def test_resume_on_cuda(tmp_path, device="cuda"):
+    """A checkpoint read back with map_location=cuda carries its generator states on the GPU; resuming must still
+    hand them to the CPU-only setters (this raised once) and continue where the first run stopped."""
+    torch.manual_seed(0)
+    x = torch.randn(128, 4)
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+
+    def loss_fn(m, batch):
+        return torch.nn.functional.mse_loss(m(batch[0]), batch[1])
+
+    cfg = {"out_dir": str(tmp_path), "batch_size": 32, "lr": 1e-2, "device": device, "progress": False}
+    first = fit(torch.nn.Linear(4, 1), data, loss_fn=loss_fn, config=TrainConfig(max_epochs=1, **cfg))
+    again = fit(torch.nn.Linear(4, 1), data, loss_fn=loss_fn, config=TrainConfig(max_epochs=2, resume=True, **cfg))
+    assert first.epochs == 1 and again.epochs == 2
+    assert again.history[0]["epoch"] == 1 and again.history[-1]["epoch"] == 2
