@@ -250,21 +250,20 @@ def add_seeds(doc: dict, extra: list[dict]) -> dict:
     import statistics
 
     cells: dict[tuple, list[dict]] = {}
-    order: list[tuple] = []
+    base: dict[tuple, dict] = {}  # the first full row of each cell: its fields that are not per-seed
     for r in [*doc["rows"], *extra]:
         k = tuple(r[c] for c in KEY)
-        if k not in cells:
-            order.append(k)
+        base.setdefault(k, r)
         runs = r.get("runs") or [{**r, "seed": r.get("seed", 0)}]
         cells.setdefault(k, []).extend(runs)
     rows = []
-    for k in order:
+    for k, b in base.items():
         runs = sorted({r["seed"]: r for r in cells[k]}.values(), key=lambda r: r["seed"])  # one run per seed
         first = runs[0]
         if len(runs) == 1:
             rows.append({c: v for c, v in first.items() if c != "runs"})
             continue
-        row = {c: v for c, v in first.items() if c not in ("runs", "seed")}
+        row = {c: v for c, v in b.items() if c not in ("runs", "seed", "seeds", "mse_std")}
         for m in ("mse", "mae"):
             row[m] = statistics.mean(r[m] for r in runs)
         # seconds per epoch are only comparable on one device: the mean over the runs on the first run's device
