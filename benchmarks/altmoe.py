@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=0,
                     help="movielens: K random 80/10/10 splits (split seed s = model seed s = 0..K-1) instead of "
                          "--seeds on split 0, so that the test noise of 972 movies averages out")
+    ap.add_argument("--schedule", default="round_robin", choices=["round_robin", "recall"],
+                    help="direction policy of every model's alternating training")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="training device ('auto': CUDA when present)")
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = "cuda:0" if args.device == "auto" and torch.cuda.is_available() else (
         "cpu" if args.device == "auto" else args.device)
     budget = (f"{args.epochs} epochs each, batch 256, AdamW lr 1e-3 wd 1e-4, best epoch by mean val Recall@1, "
-              f"latent 256; altmoe 12 experts x hidden 256 top-4; mlp 1 expert x hidden 1024; linear; seeds "
+              f"latent 256; altmoe 12 experts x hidden 256 top-4; mlp 1 expert x hidden 1024; linear; "
+              f"{args.schedule} schedule; seeds "
               f"{args.seeds}" + (f" (movielens: {args.splits} random splits, split seed = model seed = 0..{args.splits - 1})"
                                  if args.splits else "") + f"; device {dev}" + (f" ({torch.cuda.get_device_name(0)}, bf16 autocast)"
                                                 if dev.startswith("cuda") else f", {args.threads} torch thread(s)"))
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for split_seed, seed in plan:
                 pairs = by_split[split_seed]
-                cfg = AltMoEConfig(model=model, experts=12, top_k=4, latent=256, hidden=256)
+                cfg = AltMoEConfig(model=model, experts=12, top_k=4, latent=256, hidden=256, schedule=args.schedule)
                 tcfg = AltMoETrainConfig(out_dir=f"/tmp/altmoe-bench/{ds}/{model}/{seed}", max_epochs=args.epochs,
                                          batch_size=256, lr=1e-3, weight_decay=1e-4, patience=None, seed=seed,
                                          progress=False, device=dev)
