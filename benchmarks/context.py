@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -247,8 +248,6 @@ def add_seeds(doc: dict, extra: list[dict]) -> dict:
     """Fold rows of further seeds into a results document: a cell measured with several seeds becomes one row whose
     ``mse``/``mae``/``seconds_per_epoch`` are means over ``seeds``, with the per-seed values and the standard
     deviation beside them; a row of a cell not in ``doc`` is added as it is. A row without ``seed`` is seed 0."""
-    import statistics
-
     cells: dict[tuple, list[dict]] = {}
     base: dict[tuple, dict] = {}  # the first full row of each cell: its fields that are not per-seed
     for r in [*doc["rows"], *extra]:

@@ -269,9 +269,11 @@ def _transe(triples: np.ndarray, n: int, dim: int, *, epochs: int, lr: float, ba
             other = torch.randint(0, n, (len(i),), generator=g)
             head_side = torch.rand(len(i), generator=g) < 0.5
             hn, tn = torch.where(head_side, other, hh), torch.where(head_side, tt, other)
-            e = torch.nn.functional.normalize(ent, dim=-1)
-            pos = (e[hh] + rel[rr] - e[tt]).norm(dim=-1)
-            neg = (e[hn] + rel[rr] - e[tn]).norm(dim=-1)
+            def unit(idx: Tensor) -> Tensor:  # only the rows of this batch, not the whole table, each step
+                return torch.nn.functional.normalize(ent[idx], dim=-1)
+
+            pos = (unit(hh) + rel[rr] - unit(tt)).norm(dim=-1)
+            neg = (unit(hn) + rel[rr] - unit(tn)).norm(dim=-1)
             loss = torch.relu(margin + pos - neg).mean()
             opt.zero_grad()
             loss.backward()
