@@ -10,6 +10,9 @@
     # session 3 re-ran the DBP15K rows (TransE joined the structure side) in one process, seeds in turn, and
     # replaced them in the results file:
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --seeds 0 1 2 --out dbp.json
+    # session 5 added the ja-en pair and both pairs pooled (seeds per process for ja-en, then --merge):
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-ja-en --seeds 0 --out ja_0.json
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh+ja-en --threads 2 --out pool.json
 
 Pair sets (frozen encoders, embeddings cached on disk once):
 
@@ -19,7 +22,9 @@ Pair sets (frozen encoders, embeddings cached on disk once):
   retrieval among the 972 test movies.
 - ``dbp15k-zh-en``: DBP15K zh-en, ``structure`` = spectral (96-d) + relation-usage (32-d) + TransE (128-d, trained
   on the KG's own triples, cached) embeddings of the Chinese KG vs ``names`` = SmolLM2 embeddings (input embeddings + first layer, pooled) of the English names; the 4,500 seed links (minus 450
-  for validation) train, retrieval among the 10,500 reference links tests.
+  for validation) train, retrieval among the 10,500 reference links tests. ``dbp15k-ja-en`` the same for the
+  Japanese KG; ``dbp15k-zh+ja-en`` both pooled (each KG's structure embedded on its own; English entities linked
+  in both pairs kept once), retrieval among 17,570 reference links.
 
 Budget, identical for every model: the same epochs, batch 256, AdamW lr 1e-3, weight decay 1e-4, no early
 stopping, the epoch with the best mean validation Recall@1 kept; latent width 256; Alt-MoE 12 experts of hidden
@@ -45,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mmalign.altmoe.config import AltMoEConfig, AltMoETrainConfig  # noqa: E402
-from mmalign.altmoe.data import dbp15k_pairs, movielens_pairs, movielens_text_store  # noqa: E402
+from mmalign.altmoe.data import dbp15k_pairs, dbp15k_pooled_pairs, movielens_pairs, movielens_text_store  # noqa: E402
 from mmalign.altmoe.train import train_altmoe  # noqa: E402
 
 MODELS = ("altmoe", "linear", "mlp")
@@ -73,8 +78,10 @@ def load(name: str, pairs_dir: str | None = None, split_seed: int = 0):
     if name == "movielens":
         store = movielens_text_store(progress=True)
         return movielens_pairs(text_store=store.path, seed=split_seed)
-    if name == "dbp15k-zh-en":
-        return dbp15k_pairs("zh_en", progress=True)
+    if name in ("dbp15k-zh-en", "dbp15k-ja-en"):
+        return dbp15k_pairs(name[len("dbp15k-"):].replace("-", "_"), progress=True)
+    if name == "dbp15k-zh+ja-en":
+        return dbp15k_pooled_pairs(("zh_en", "ja_en"), progress=True)
     raise ValueError(name)
 
 

@@ -16,8 +16,9 @@ class AltMoEConfig:
     """Alt-MoE: a mixture-of-experts connector between frozen encoders, trained by alternating one-way
     alignment (arXiv 2409.05929)."""
 
-    pairs: str = field("movielens", help="pair set: movielens, dbp15k-zh-en, dbp15k-ja-en, synthetic, or a folder "
-                                         "of <modality>.npy files (+ split.json)")
+    pairs: str = field("movielens", help="pair set: movielens, dbp15k-zh-en, dbp15k-ja-en, dbp15k-zh+ja-en "
+                                         "(both pooled), synthetic, or a folder of <modality>.npy files "
+                                         "(+ split.json)")
     data_root: str | None = field(None, help="dataset root (else $ALIGNKIT_DATA, then the project's data/)")
     text_store: str | None = field(None, help="movielens: an embedding store of full SmolLM2 item embeddings "
                                               "(default: the bundled 128-d PCA of them)")

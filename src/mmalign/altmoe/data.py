@@ -31,7 +31,7 @@ from aligncore.data import open_text, resolve_dataset
 from .store import EmbeddingStore
 
 __all__ = ["PairSet", "split_indices", "synthetic_pairs", "movielens_pairs", "movielens_items",
-           "movielens_text_store", "dbp15k_pairs", "dbp15k_links", "folder_pairs", "load_pairs", "export_pca",
+           "movielens_text_store", "dbp15k_pairs", "dbp15k_pooled_pairs", "dbp15k_links", "folder_pairs", "load_pairs", "export_pca",
            "MOVIELENS", "VENDORED_MOVIELENS_TEXT"]
 
 MOVIELENS = "recsys/ml-latest-small"
@@ -347,6 +347,54 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                     "names": f"store {path}"})
 
 
+def dbp15k_pooled_pairs(pairs: tuple[str, ...] = ("zh_en", "ja_en"), root: str | os.PathLike | None = None, *,
+                        seed: int = 0, progress: bool = True, **kwargs: Any) -> PairSet:
+    r"""Several DBP15K language pairs pooled into one pair set: ``structure`` of each non-English KG (each
+    embedded on its own, so every KG has its own, unrelated coordinates) against ``names`` of the English
+    entities. One connector must then serve a cross-modal map that differs between sub-populations (which KG an
+    entity comes from is not given), the situation a mixture of experts is meant for and a single linear map
+    cannot fit.
+
+    Each pair is built by :func:`dbp15k_pairs` (same encoders and caches). An English entity linked in more than
+    one pair would put two identical name rows in the retrieval gallery, so only its first pair keeps it (zh-en
+    and ja-en share 4,934 English entities). Train, validation and test rows are the union of the pairs'.
+
+    Args:
+        pairs (tuple[str, ...]): DBP15K pair folders, e.g. ``("zh_en", "ja_en")``.
+        name_store (str, optional): a parent folder; pair ``p`` keeps its name store in ``<name_store>/<p>``.
+        **kwargs: passed to :func:`dbp15k_pairs`.
+    """
+    if len(pairs) < 2:
+        raise ValueError(f"dbp15k_pooled_pairs: pool at least two pairs, got {pairs}")
+    stores = kwargs.pop("name_store", None)
+    parts = [dbp15k_pairs(p, root, seed=seed, progress=progress, **kwargs,
+                          name_store=None if stores is None else Path(stores) / p) for p in pairs]
+    seen: set[str] = set()
+    mods: dict[str, list[Tensor]] = {k: [] for k in parts[0].modalities}
+    ids: list[str] = []
+    split: dict[str, list[Tensor]] = {"train": [], "val": [], "test": []}
+    kept_per_pair = {}
+    for pair, ps in zip(pairs, parts, strict=True):
+        if set(ps.modalities) != set(mods) or ps.dims != parts[0].dims:
+            raise ValueError(f"dbp15k_pooled_pairs: {pair} has modalities {ps.dims}, expected {parts[0].dims}")
+        english = [i.split("|", 1)[1] for i in ps.ids]
+        keep = torch.tensor([e not in seen for e in english])
+        seen.update(english)
+        new_pos = torch.full((len(ps),), -1, dtype=torch.long)
+        new_pos[keep] = torch.arange(int(keep.sum())) + len(ids)
+        for k, v in ps.modalities.items():
+            mods[k].append(v[keep])
+        ids.extend(f"{pair}:{i}" for i, k in zip(ps.ids, keep.tolist(), strict=True) if k)
+        for part in split:
+            idx = new_pos[getattr(ps, part)]
+            split[part].append(idx[idx >= 0])
+        kept_per_pair[pair] = int(keep.sum())
+    return PairSet("dbp15k-" + "+".join(p.split("_")[0] for p in pairs) + "-en",
+                   {k: torch.cat(v) for k, v in mods.items()}, ids,
+                   *(torch.cat(split[p]) for p in ("train", "val", "test")),
+                   {"pooled": {p: {"rows": kept_per_pair[p], **ps.info} for p, ps in zip(pairs, parts, strict=True)}})
+
+
 # ------------------------------------------------------------------------------------------ folders
 
 def folder_pairs(path: str | os.PathLike, *, seed: int = 0) -> PairSet:
@@ -377,16 +425,20 @@ def folder_pairs(path: str | os.PathLike, *, seed: int = 0) -> PairSet:
 
 def load_pairs(spec: str, root: str | os.PathLike | None = None, *, seed: int = 0,
                text_store: str | None = None, progress: bool = True) -> PairSet:
-    """``"movielens"``, ``"dbp15k-zh-en"``, ``"dbp15k-ja-en"``, ``"synthetic"`` or a folder path."""
+    """``"movielens"``, ``"dbp15k-zh-en"``, ``"dbp15k-ja-en"``, ``"dbp15k-zh+ja-en"`` (both pooled), ``"synthetic"`` or
+    a folder path."""
     if spec == "movielens":
         return movielens_pairs(root, text_store=text_store, seed=seed)
     if spec in ("dbp15k-zh-en", "dbp15k-ja-en"):
         return dbp15k_pairs(spec[len("dbp15k-"):].replace("-", "_"), root, seed=seed, progress=progress)
+    if spec == "dbp15k-zh+ja-en":
+        return dbp15k_pooled_pairs(("zh_en", "ja_en"), root, seed=seed, progress=progress)
     if spec == "synthetic":
         return synthetic_pairs(seed=seed)
     if Path(spec).is_dir():
         return folder_pairs(spec, seed=seed)
-    raise ValueError(f"--pairs {spec!r}: expected movielens, dbp15k-zh-en, dbp15k-ja-en, synthetic or a folder")
+    raise ValueError(f"--pairs {spec!r}: expected movielens, dbp15k-zh-en, dbp15k-ja-en, dbp15k-zh+ja-en, "
+                     "synthetic or a folder")
 
 
 def export_pca(store: EmbeddingStore, out: str | os.PathLike, dim: int = 128, *, id_key: str = "movie_ids") -> Path:

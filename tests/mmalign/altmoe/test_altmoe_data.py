@@ -14,6 +14,7 @@ from aligncore.data import project_data_dir
 from mmalign.altmoe.data import (
     PairSet,
     dbp15k_pairs,
+    dbp15k_pooled_pairs,
     folder_pairs,
     load_pairs,
     movielens_items,
@@ -62,12 +63,12 @@ def test_movielens_pairs_rows_are_aligned():
     np.testing.assert_allclose(tr.std(0).numpy(), 1, atol=1e-3)
 
 
-def _fake_dbp15k(root):
-    base = root / "dbp15k" / "zh_en"
+def _fake_dbp15k(root, pair="zh_en", first_name=0):
+    base = root / "dbp15k" / pair
     base.mkdir(parents=True)
     n1, n2 = 12, 12
-    (base / "ent_ids_1").write_text("".join(f"{i}\thttp://zh.dbpedia.org/resource/E{i}\n" for i in range(n1)))
-    (base / "ent_ids_2").write_text("".join(f"{100 + i}\thttp://dbpedia.org/resource/Name_{i}_%C3%A9\n"
+    (base / "ent_ids_1").write_text("".join(f"{i}\thttp://{pair[:2]}.dbpedia.org/resource/E{i}\n" for i in range(n1)))
+    (base / "ent_ids_2").write_text("".join(f"{100 + i}\thttp://dbpedia.org/resource/Name_{first_name + i}_%C3%A9\n"
                                             for i in range(n2)))
     trip = [(i, i % 3, (i + 1) % n1) for i in range(n1)] + [(i, 3, (i + 5) % n1) for i in range(0, n1, 2)]
     (base / "triples_1").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in trip))
@@ -92,6 +93,32 @@ def test_dbp15k_pairs_joins_structure_of_kg1_with_names_of_kg2(tmp_path):
     assert "Name 0 é" in seen  # URI names are decoded and de-underscored
     assert pairs.modalities["names"][:, 1].tolist() == [float(i) for i in range(12)]  # row i <-> link i
     assert pairs.ids[3] == "http://zh.dbpedia.org/resource/E3|http://dbpedia.org/resource/Name_3_%C3%A9"
+
+
+def test_dbp15k_pooled_pairs_keeps_each_english_entity_once(tmp_path):
+    _fake_dbp15k(tmp_path)
+    _fake_dbp15k(tmp_path, "ja_en", first_name=8)  # Name_8 .. Name_11 are linked in both pairs
+
+    def enc(names):
+        return torch.tensor([[float(s.split()[1]), 0.0] for s in names])
+
+    kw = dict(name_store=tmp_path / "stores", struct_dim=3, rel_dim=2, val=0.2, transe_dim=0, name_encoder=enc,
+              progress=False)
+    pooled = dbp15k_pooled_pairs(("zh_en", "ja_en"), tmp_path, **kw)
+    assert pooled.name == "dbp15k-zh+ja-en"
+    assert len(pooled) == 12 + 8 and pooled.dims == {"structure": 5, "names": 2}
+    english = [i.split("|")[1] for i in pooled.ids]
+    assert len(set(english)) == len(english)  # no duplicate gallery rows
+    assert pooled.modalities["names"][:, 0].tolist() == [float(i) for i in range(20)]  # zh rows, then new ja rows
+    assert pooled.ids[12].startswith("ja_en:http://ja.dbpedia.org/resource/E4|")
+    zh = dbp15k_pairs("zh_en", tmp_path, **{**kw, "name_store": tmp_path / "stores" / "zh_en"})
+    assert torch.equal(pooled.modalities["structure"][:12], zh.modalities["structure"])
+    # ja links 0-4 are seeds (train/val), 5-11 reference links (test); links 4..11 point at Name_12..19 -> kept
+    assert pooled.test.tolist() == list(range(5, 12)) + list(range(13, 20))
+    assert sorted(pooled.train.tolist() + pooled.val.tolist()) == list(range(5)) + [12]
+    assert pooled.info["pooled"]["ja_en"]["rows"] == 8
+    with pytest.raises(ValueError, match="at least two"):
+        dbp15k_pooled_pairs(("zh_en",), tmp_path, **kw)
 
 
 def test_folder_pairs_and_load_pairs(tmp_path):
