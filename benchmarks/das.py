@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-history", type=int, default=20)
     ap.add_argument("--eval-users", type=int, default=1000)
+    ap.add_argument("--test-users", type=int, default=0,
+                    help="users scored for the test: 0 = the --eval-users sample, -1 = every user, k = a sample of k "
+                         "(validation, run every epoch, keeps the --eval-users sample)")
     ap.add_argument("--beam", type=int, default=20)
     ap.add_argument("--encoder", default="tfidf", choices=["auto", "lm", "tfidf"],
                     help="content encoder (tfidf: TF-IDF + SVD; Beauty has attribute ids only)")
@@ -126,8 +129,10 @@ def main() -> None:
     budget = (f"content: {a.encoder}; IDs: DAS and two-stage alignment {a.id_epochs} epochs over the training "
               f"interactions, RQ-VAEs {a.rqvae_epochs} epochs over the items, batch {a.id_batch_size}, lr {a.id_lr}, "
               f"L=3 x K={a.n_codes} (+1 disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
-              f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; test on {a.eval_users} sampled "
-              f"users (seed 0), constrained beam {a.beam}. Same budget for every ID set. {a.note}").strip()
+              f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; validation (best epoch) on "
+              f"{a.eval_users} sampled users (seed 0), test on "
+              f"{'the same users' if a.test_users == 0 else 'every user' if a.test_users < 0 else f'{a.test_users} sampled users'}"
+              f", constrained beam {a.beam}. Same budget for every ID set. {a.note}").strip()
     rows: list[dict] = []
     work = Path(a.work)
     for ds in a.datasets.split(","):
@@ -151,7 +156,8 @@ def main() -> None:
             id_sets.append((ids, time.perf_counter() - t0))
         for ids, id_s in id_sets:
             t0 = time.perf_counter()
-            rc = RetrieveConfig(ids="-", max_history=a.max_history, beam=a.beam, eval_users=a.eval_users)
+            rc = RetrieveConfig(ids="-", max_history=a.max_history, beam=a.beam, eval_users=a.eval_users,
+                                test_users=None if a.test_users < 0 else a.test_users)
             tc = TrainConfig(out_dir=str(work / ds / f"retrieve-{ids.method}"), max_epochs=10_000,
                              max_steps=a.retriever_steps, batch_size=a.batch_size, lr=1e-3, device=a.device,
                              monitor="val_recall@10", mode="max", progress=False, resume=False)

@@ -45,6 +45,8 @@ class RetrieveConfig:
     dropout: float = field(0.1, help="dropout")
     beam: int = field(20, help="beam size of the constrained beam search (>= 10)")
     eval_users: int | None = field(2000, help="users scored for validation and test (a fixed random sample; None: all)")
+    test_users: int | None = field(0, help="users scored for the test when it should differ from the validation "
+                                           "sample: 0 = the validation sample, None = all, k = a fixed random k")
 
 
 def load_ids(spec: str, root: str | None = None) -> SemanticIDs:
@@ -79,9 +81,10 @@ def run_retrieval(ids: SemanticIDs, split: Split, cfg: RetrieveConfig, train_cfg
                                 n_heads=cfg.n_heads, n_layers=cfg.n_layers, dim_ff=cfg.dim_ff, dropout=cfg.dropout)
     ds = NextItemDataset(split.train, cfg.max_history)
     users = _sample_users(len(split.full), cfg.eval_users, train_cfg.seed)
+    t_users = users if cfg.test_users == 0 else _sample_users(len(split.full), cfg.test_users, train_cfg.seed)
     val_h = pad_histories([split.full[u][:-2] for u in users], cfg.max_history)
-    test_h = pad_histories([split.full[u][:-1] for u in users], cfg.max_history)
-    val_t, test_t = torch.as_tensor(split.val[users]), torch.as_tensor(split.test[users])
+    test_h = pad_histories([split.full[u][:-1] for u in t_users], cfg.max_history)
+    val_t, test_t = torch.as_tensor(split.val[users]), torch.as_tensor(split.test[t_users])
     dev_cache: dict[str, Any] = {}
 
     def on(dev: torch.device) -> tuple[torch.Tensor, PrefixTrie]:

@@ -46,6 +46,11 @@ def test_train_then_retrieve_end_to_end(tmp_path, method):
         assert 0.0 <= res[k] <= 1.0
     assert res["recall@10"] >= res["recall@5"]
     assert json.loads((tmp_path / "ret" / "results.json").read_text())["steps"] == 2
+    # the test can score every user while validation keeps its sample
+    res = retrieve.main(["--ids", str(out / "ids.json"), "--max-users", "40", "--max-steps", "1", "--batch-size",
+                         "32", "--eval-users", "10", "--test-users", "none", "--beam", "10", "--d-model", "16",
+                         "--dim-ff", "16", "--no-progress", "--out-dir", str(tmp_path / "ret_all")])
+    assert res["eval_users"] == 40
 
 
 def test_letter_ids_load_and_disambiguate():
