@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -79,35 +80,39 @@ PUBLISHED = [
 # only). They were tuned per cell (the scripts carry sweep_flag=1), so they differ between cells: the few-shot
 # ETTm1 scripts use seq_len 336 and lr 0.01, the few-shot ETTh1-192 one patch 6. --authors-settings applies them
 # per cell: seq_len, batch and patience to every model (one window and budget per cell), the rest to dsca and ofa
-# (the ablation keeps DSCA's settings minus the graph). layer_index "4*0_2_4*0_2_4" reads as 4 blocks, graph layers
+# (the ablation keeps DSCA's settings minus the graph), including lr_tmax: every script anneals with lradj=COS,
+# torch's periodic CosineAnnealingLR with T_max = tmax = 20 epochs (stepped per epoch there, per step here).
+# The scripts' batch counts single-channel series (their loader yields one channel of one window per sample); this
+# harness batches whole windows of all C channels, so dsca and ofa get ceil(batch / C) windows (256 -> 37 on ETT),
+# the same number of series and of steps per epoch as the authors; dlinear and patchtst keep batch windows. layer_index "4*0_2_4*0_2_4" reads as 4 blocks, graph layers
 # before blocks 0, 2 and 4 (4 = after the last block). Script options this harness does not model: in_dropout
 # (0.2 in long-term ETTm1-192, 0 elsewhere), multi=1 (long-term ETTh1-192), train_shuffle_int=0 (long-term ETTm1).
 AUTHORS_SETTINGS: dict[tuple[str, int, str], dict] = {
     # few-shot 5% (percent=5, 50 epochs, COS schedule, d_ff 512, d_l_comp 512, graph layer before block 0)
     ("ETTh1", 96, "few"): dict(seq_len=192, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
     ("ETTh1", 192, "few"): dict(seq_len=192, patch_len=6, stride=6, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
     ("ETTm1", 96, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
     ("ETTm1", 192, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
     ("ETTh2", 96, "few"): dict(seq_len=96, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10),
+                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
     ("ETTh2", 192, "few"): dict(seq_len=512, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=64, patience=10),
+                                coarse_dim=512, gnn_layers="0", batch_size=64, patience=10, lr_tmax=20),
     # full data (percent=100, 100 epochs, COS, seq_len 512, patch 48/48)
     ("ETTh1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=256,
-                                coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20),
+                                coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20, lr_tmax=20),
     ("ETTh1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
-                                 coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20),
+                                 coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20, lr_tmax=20),
     ("ETTm1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=3e-4, head_dropout=0.0, d_ff=512,
-                                coarse_dim=64, gnn_layers="0_4", batch_size=256, patience=6),
+                                coarse_dim=64, gnn_layers="0_4", batch_size=256, patience=6, lr_tmax=20),
     ("ETTm1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=5e-4, head_dropout=0.0, d_ff=256,
-                                 coarse_dim=512, gnn_layers="0_4", batch_size=256, patience=10),
+                                 coarse_dim=512, gnn_layers="0_4", batch_size=256, patience=10, lr_tmax=20),
 }
 CELL_KEYS = ("seq_len", "patch_len", "stride", "lm_lr", "head_dropout", "d_ff", "coarse_dim", "gnn_layers",
-             "batch_size", "patience")
+             "lr_tmax", "batch_size", "patience")
 
 
 def cell_settings(args: argparse.Namespace, ds: str, h: int, fs: float) -> argparse.Namespace:
@@ -181,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="learning rate of the backbone models dsca and ofa (default: --lr; the FSCA and GPT4TS "
                          "scripts use 1e-4)")
     ap.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    ap.add_argument("--lr-tmax", type=int, default=None,
+                    help="dsca/ofa with the cosine schedule: epochs down to ~0, then up again (FSCA: 20; default: "
+                         "the whole budget)")
     ap.add_argument("--patch-len", type=int, default=8, help="patch length of dsca/ofa (FSCA long-term: 48)")
     ap.add_argument("--stride", type=int, default=8, help="patch stride of dsca/ofa (FSCA long-term: 48)")
     ap.add_argument("--gnn-layers", default="0", help="dsca graph-layer positions (FSCA long-term: 0_2_4)")
@@ -262,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
                                         learned_positions=args.learned_positions)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
                     lr = c.lm_lr if (c.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
+                    batch = c.batch_size
+                    if args.authors_settings and model in ("dsca", "ofa"):  # series per batch -> windows per batch
+                        batch = math.ceil(c.batch_size / splits.n_channels)
                     tc = ContextTrainConfig(out_dir=f"/tmp/alignkit-bench-context/{args.tag or ''}{run_dir}",
-                                            max_epochs=epochs, batch_size=c.batch_size, lr=lr,
+                                            max_epochs=epochs, batch_size=batch, lr=lr,
                                             patience=c.patience, device=args.device, progress=False,
-                                            resume=False, seed=args.seed, amp=args.amp, lr_schedule=args.lr_schedule)
+                                            resume=False, seed=args.seed, amp=args.amp, lr_schedule=args.lr_schedule,
+                                            lr_tmax=c.lr_tmax if model in ("dsca", "ofa") else None)
                     t0 = time.perf_counter()
                     if exported is not None and model in ("dsca", "ofa"):
                         import copy
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                     settings = {}
                     if args.authors_settings:  # what the cell's script set for this model
                         own = CELL_KEYS[1:] if model in ("dsca", "ofa") else ("batch_size", "patience")
-                        settings = {"settings": "authors", **{k: getattr(c, k) for k in own}}
+                        settings = {"settings": "authors", **{k: getattr(c, k) for k in own}, "batch_size": batch}
                     row = {"device": tag, "dataset": ds, "horizon": h, "few_shot": fs, "model": model,
                            "seq_len": c.seq_len, "seed": args.seed,
                            **settings,
@@ -381,8 +393,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[
               f"device {args.device}{' bf16 autocast' if args.amp else ''}; not run: {skipped or 'none'}")
     if args.authors_settings:
         budget = ("the FSCA scripts' per-cell settings (AUTHORS_SETTINGS in benchmarks/context.py: seq_len, patch, "
-                  "lr of dsca/ofa, head dropout, d_ff, coarse width, graph layers, batch, patience; stored in each "
-                  "row) over: " + budget)
+                  "lr and cosine tmax of dsca/ofa, head dropout, d_ff, coarse width, graph layers, batch, patience; "
+                  "stored in each row) over: " + budget)
     if out.name == "context.json" and out.parent.name == "results":
         path = write_results("context", merged, budget=budget)
     else:

@@ -9,7 +9,8 @@
 # processes, so give the GPU room (session 4 ran them in three calls: one call of all of them ran out of GPU
 # memory beside the tests). Fold the seeds in with benchmarks/context.py --add-seeds.
 # ctx5 (prepared in session 5, not yet run): the few-shot dsca/ofa cells with the FSCA scripts' per-cell settings
-# (--authors-settings: ETTm1 seq_len 336 and lr 0.01, ETTh1-192 patch 6, ETTh2), one process per (cell, model),
+# (--authors-settings: ETTm1 seq_len 336 and lr 0.01, ETTh1-192 patch 6, ETTh2; batches of 256 series = 37
+# windows, cosine with tmax 20 epochs), one process per (cell, model),
 # seeds in $SEEDS (default "0"; 12 processes per seed). The dlinear/patchtst rows of the same windows ran on the CPU.
 #
 # What travels (carry): .gpu/ctx_backbone (python benchmarks/context.py --export-backbone .gpu/ctx_backbone

@@ -74,3 +74,5 @@ class ContextTrainConfig(TrainConfig):
                                               "max_epochs or max_steps; the authors' scripts anneal with "
                                               "lradj=COS; a resumed run keeps the schedule it started with)",
                              choices=["constant", "cosine"])
+    lr_tmax: int | None = field(None, help="cosine only: epochs from the initial rate down to ~0, after which it "
+                                           "rises again (the FSCA scripts' tmax: 20); None: the whole budget")

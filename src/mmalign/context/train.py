@@ -17,7 +17,9 @@ against truth).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -162,10 +164,15 @@ def default_lr(model: str) -> float:
     return 1e-4 if model in ("dsca", "ofa") else 1e-3
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine annealing of every group's learning rate from its initial value to 1e-8 over ``total_steps``
-    optimiser steps (stepped per step; the authors step per epoch with ``tmax`` 20 epochs)."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(total_steps), 1), eta_min=1e-8)
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, *,
+                    period_steps: int | None = None) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine annealing of every group's learning rate from its initial value to 1e-8, stepped per optimiser step.
+
+    Without ``period_steps`` the rate reaches 1e-8 at the end of the budget (``total_steps``). With it, it reaches
+    1e-8 after ``period_steps`` and then rises again (torch's ``CosineAnnealingLR`` is periodic): the FSCA scripts'
+    ``lradj=COS`` is that schedule with ``tmax`` = 20 epochs, stepped per epoch, within budgets of 50-100 epochs."""
+    t_max = total_steps if period_steps is None else period_steps
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(t_max), 1), eta_min=1e-8)
 
 
 def mse_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -212,8 +219,14 @@ def train_context(cfg: ContextConfig, train_cfg: TrainConfig, *, splits: ETTSpli
     schedule = getattr(train_cfg, "lr_schedule", "constant")
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
-    res = fit(model, splits.train, loss_fn=mse_loss, config=train_cfg, evaluate=evaluate,
-              scheduler=cosine_schedule if schedule == "cosine" else None,
+    tmax = getattr(train_cfg, "lr_tmax", None)
+    if tmax is not None and tmax < 1:
+        raise ValueError(f"lr_tmax must be a positive number of epochs, got {tmax}")
+    sched = None
+    if schedule == "cosine":
+        steps_per_epoch = math.ceil(math.ceil(len(splits.train) / train_cfg.batch_size) / train_cfg.grad_accum)
+        sched = functools.partial(cosine_schedule, period_steps=None if tmax is None else tmax * steps_per_epoch)
+    res = fit(model, splits.train, loss_fn=mse_loss, config=train_cfg, evaluate=evaluate, scheduler=sched,
               run_info={"context": config_to_dict(cfg), "n_trainable": n_tr, "n_frozen": n_fr,
                         "windows": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}})
     secs = [h["seconds"] for h in res.history if "seconds" in h]

@@ -106,6 +106,25 @@ def test_cosine_schedule_anneals_to_zero(tmp_path):
                       ContextTrainConfig(out_dir=str(tmp_path / "bad"), lr_schedule="step", device="cpu"))
 
 
+def test_cosine_schedule_with_tmax_is_periodic_in_epochs(tmp_path):
+    """--lr-tmax T (the FSCA scripts' tmax): ~0 after T epochs, back at the initial rate after 2T."""
+    base = ["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", "dlinear", "--few-shot", "0.02",
+            "--eval-stride", "300", "--batch-size", "32", "--no-progress", "--device", "cpu", "--no-restore-best",
+            "--lr", "1e-2", "--lr-schedule", "cosine", "--patience", "none"]
+
+    def last_lr(name: str, *extra: str) -> float:
+        main(base + [*extra, "--out-dir", str(tmp_path / name)])
+        return torch.load(tmp_path / name / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"]
+
+    assert last_lr("t1e1", "--max-epochs", "1", "--lr-tmax", "1") == pytest.approx(1e-8, abs=1e-9)
+    assert last_lr("t1e2", "--max-epochs", "2", "--lr-tmax", "1") == pytest.approx(1e-2, rel=1e-6)
+    assert last_lr("whole", "--max-epochs", "2") == pytest.approx(1e-8, abs=1e-9)  # no tmax: the whole budget
+    with pytest.raises(ValueError, match="lr_tmax"):
+        train_context(ContextConfig(model="dlinear", seq_len=32, pred_len=8, few_shot=0.02, eval_stride=300),
+                      ContextTrainConfig(out_dir=str(tmp_path / "bad"), lr_schedule="cosine", lr_tmax=0,
+                                         device="cpu"))
+
+
 @pytest.mark.parametrize("model,lr", [("dlinear", 1e-3), ("ofa", 1e-4)])
 def test_default_learning_rate_per_model(tmp_path, model, lr):
     report = main(["--data", "ETTh1", "--seq-len", "32", "--pred-len", "8", "--model", model, "--backbone",
