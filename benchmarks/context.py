@@ -26,6 +26,14 @@ full-data ETTm1-96 DSCA cell, folded in with::
 
     python benchmarks/context.py --add-seeds seed1_*.json seed2_*.json m1_96_fu_dsca.json
 
+Session 5 measured DLinear and PatchTST at the windows of the authors' per-cell few-shot scripts
+(``--authors-settings``; seeds 0-2, one process per model on the CPU) into
+``benchmarks/results/context_authors.json``, a separate file so that ``context.json`` keeps one row per cell::
+
+    python benchmarks/context.py --authors-settings --datasets ETTh1 ETTm1 ETTh2 --horizons 96 192 \
+        --few-shot 0.05 --models dlinear --epochs 50 --threads 1 --lr 1e-3 --lr-schedule cosine \
+        --eval-batch-size 256 --seed 0 --tag cpu1t --out fs_dlinear_s0.json
+
 Rows: one per (device, dataset, horizon, few_shot, model) with mse, mae, seconds_per_epoch, epochs,
 best_epoch, n_test_windows, eval_stride, seq_len. The published anchors (full data, other budgets) are stored
 beside the rows under ``published``; they are not measurements of this code.
@@ -370,9 +378,11 @@ def markdown_table(doc: dict) -> str:
         model = r["model"] + (" (authors' settings)" if r.get("settings") == "authors" else "")
         lines.append(f"| {r['device']} | {r['dataset']} | {r['horizon']} | {fs} | {model} | {mse} | "
                      f"{r['mae']:.3f} | {seeds} | {r['seconds_per_epoch']:.2f} | {epochs} | {r['n_test_windows']} |")
+    if not doc.get("published"):
+        return "\n".join(lines)
     lines += ["", "Published anchors (full data, long training, other budgets; not measured here):", "",
               "| dataset | H | model | MSE | MAE | source |", "|---|---|---|---|---|---|"]
-    for r in doc.get("published", []):
+    for r in doc["published"]:
         lines.append(f"| {r['dataset']} | {r['horizon']} | {r['model']} | {r['mse']:.3f} | {r['mae']:.3f} | "
                      f"{r['source']} |")
     return "\n".join(lines)
