@@ -62,7 +62,8 @@ from mmalign.das.train import DASRunConfig, SemanticIDs, build_ids  # noqa: E402
 
 TIGER_BEAUTY = {"dataset": "beauty", "model": "tiger (published)", "recall@10": 0.0648, "ndcg@10": 0.0384,
                 "source": "TIGER, Rajput et al., NeurIPS 2023, Table (Beauty), https://arxiv.org/abs/2305.05065"}
-COLS = ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "utilisation", "collision_rate"]
+COLS = ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "utilisation", "collision_rate",
+        "eval_users"]
 
 
 def markdown(path: Path = RESULTS / "das.json") -> str:
