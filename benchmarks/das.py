@@ -38,6 +38,12 @@ The Beauty rows were re-measured the same way on a lent H200 (session 3; the ses
 
     python benchmarks/das.py --datasets beauty --methods $m --ids-from .gpu/das --retriever-steps 4000 \
         --eval-users 1000 --suffix _gpu_$m --work /tmp/das_$m --device cuda --threads 1
+
+Session 5 re-trained the Beauty retrievers of the three content-only ID sets on the CPU with the same budget and
+scored the test on every user (one process per ID set; the rows replaced those in das.json)::
+
+    python benchmarks/das.py --datasets beauty --methods das --ids-from .gpu/das --retriever-steps 4000 \
+        --eval-users 1000 --test-users -1 --suffix _all_das --work /tmp/das_all_das --threads 1
 """
 
 from __future__ import annotations
