@@ -92,32 +92,30 @@ PUBLISHED = [
 # torch's periodic CosineAnnealingLR with T_max = tmax = 20 epochs (stepped per epoch there, per step here).
 # The scripts' batch counts single-channel series (their loader yields one channel of one window per sample); this
 # harness batches whole windows of all C channels, so dsca and ofa get ceil(batch / C) windows (256 -> 37 on ETT),
-# the same number of series and of steps per epoch as the authors; dlinear and patchtst keep batch windows. layer_index "4*0_2_4*0_2_4" reads as 4 blocks, graph layers
-# before blocks 0, 2 and 4 (4 = after the last block). Script options this harness does not model: in_dropout
-# (0.2 in long-term ETTm1-192, 0 elsewhere), multi=1 (long-term ETTh1-192), train_shuffle_int=0 (long-term ETTm1).
+# the same number of series and of steps per epoch as the authors; dlinear and patchtst keep batch windows.
+# layer_index "4*0_2_4*0_2_4" reads as 4 blocks, graph layers before blocks 0, 2 and 4 (4 = after the last block).
+# Script options this harness does not model: in_dropout (0.2 in long-term ETTm1-192, 0 elsewhere), multi=1
+# (long-term ETTh1), train_shuffle_int=0 (long-term ETTm1).
+# few-shot 5% (percent=5, 50 epochs): what every few-shot script shares, then each cell's own values
+_FEW = dict(patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512, coarse_dim=512, gnn_layers="0",
+            batch_size=256, patience=10, lr_tmax=20)
+# full data (percent=100, 100 epochs, seq_len 512, patch 48/48)
+_FULL = dict(seq_len=512, patch_len=48, stride=48, head_dropout=0.1, batch_size=256, lr_tmax=20)
 AUTHORS_SETTINGS: dict[tuple[str, int, str], dict] = {
-    # few-shot 5% (percent=5, 50 epochs, COS schedule, d_ff 512, d_l_comp 512, graph layer before block 0)
-    ("ETTh1", 96, "few"): dict(seq_len=192, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
-    ("ETTh1", 192, "few"): dict(seq_len=192, patch_len=6, stride=6, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
-    ("ETTm1", 96, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
-    ("ETTm1", 192, "few"): dict(seq_len=336, patch_len=8, stride=8, lm_lr=1e-2, head_dropout=0.1, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
-    ("ETTh2", 96, "few"): dict(seq_len=96, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.3, d_ff=512,
-                               coarse_dim=512, gnn_layers="0", batch_size=256, patience=10, lr_tmax=20),
-    ("ETTh2", 192, "few"): dict(seq_len=512, patch_len=8, stride=8, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
-                                coarse_dim=512, gnn_layers="0", batch_size=64, patience=10, lr_tmax=20),
-    # full data (percent=100, 100 epochs, COS, seq_len 512, patch 48/48)
-    ("ETTh1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=256,
-                                coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20, lr_tmax=20),
-    ("ETTh1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=1e-4, head_dropout=0.1, d_ff=512,
-                                 coarse_dim=128, gnn_layers="0_2_4", batch_size=256, patience=20, lr_tmax=20),
-    ("ETTm1", 96, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=3e-4, head_dropout=0.0, d_ff=512,
-                                coarse_dim=64, gnn_layers="0_4", batch_size=256, patience=6, lr_tmax=20),
-    ("ETTm1", 192, "full"): dict(seq_len=512, patch_len=48, stride=48, lm_lr=5e-4, head_dropout=0.0, d_ff=256,
-                                 coarse_dim=512, gnn_layers="0_4", batch_size=256, patience=10, lr_tmax=20),
+    ("ETTh1", 96, "few"): {**_FEW, "seq_len": 192},
+    ("ETTh1", 192, "few"): {**_FEW, "seq_len": 192, "patch_len": 6, "stride": 6},
+    ("ETTm1", 96, "few"): {**_FEW, "seq_len": 336, "lm_lr": 1e-2, "head_dropout": 0.1},
+    ("ETTm1", 192, "few"): {**_FEW, "seq_len": 336, "lm_lr": 1e-2, "head_dropout": 0.1},
+    ("ETTh2", 96, "few"): {**_FEW, "seq_len": 96},
+    ("ETTh2", 192, "few"): {**_FEW, "seq_len": 512, "head_dropout": 0.1, "batch_size": 64},
+    ("ETTh1", 96, "full"): {**_FULL, "lm_lr": 1e-4, "d_ff": 256, "coarse_dim": 128, "gnn_layers": "0_2_4",
+                            "patience": 20},
+    ("ETTh1", 192, "full"): {**_FULL, "lm_lr": 1e-4, "d_ff": 512, "coarse_dim": 128, "gnn_layers": "0_2_4",
+                             "patience": 20},
+    ("ETTm1", 96, "full"): {**_FULL, "lm_lr": 3e-4, "head_dropout": 0.0, "d_ff": 512, "coarse_dim": 64,
+                            "gnn_layers": "0_4", "patience": 6},
+    ("ETTm1", 192, "full"): {**_FULL, "lm_lr": 5e-4, "head_dropout": 0.0, "d_ff": 256, "coarse_dim": 512,
+                             "gnn_layers": "0_4", "patience": 10},
 }
 CELL_KEYS = ("seq_len", "patch_len", "stride", "lm_lr", "head_dropout", "d_ff", "coarse_dim", "gnn_layers",
              "lr_tmax", "batch_size", "patience")
@@ -207,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="dsca/ofa: a trainable zero-initialised position table beside SmolLM2's rotary encoding")
     ap.add_argument("--authors-settings", action="store_true",
                     help="per cell, the FSCA authors' script settings (AUTHORS_SETTINGS) instead of --seq-len, "
-                         "--patch-len, --stride, --lm-lr, --head-dropout, --d-ff, --coarse-dim, --gnn-layers, "
-                         "--batch-size and --patience")
+                         "--patch-len, --stride, --lm-lr, --lr-tmax, --head-dropout, --d-ff, --coarse-dim, "
+                         "--gnn-layers, --batch-size and --patience")
     ap.add_argument("--seed", type=int, default=0, help="seed of the model's initial weights and the batch order")
     ap.add_argument("--eval-stride", type=int, default=1)
     ap.add_argument("--eval-batch-size", type=int, default=64)

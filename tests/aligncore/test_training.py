@@ -13,7 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import _train_task as task  # noqa: E402
 
-from aligncore.training import EpochSampler, TrainConfig, fit  # noqa: E402
+from aligncore.training import EpochSampler, TrainConfig, fit, steps_per_epoch  # noqa: E402
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "_train_task.py"
@@ -150,3 +150,10 @@ def test_percent_in_help_text():
     with pytest.raises(SystemExit) as e:
         parse_configs([C], ["--help"])
     assert e.value.code == 0
+
+
+def test_steps_per_epoch_counts_each_process_share():
+    cfg = TrainConfig(batch_size=4, grad_accum=2)
+    assert steps_per_epoch(10, cfg, world=1) == 2  # 3 batches of 4 (last one partial), 2 optimiser steps
+    assert steps_per_epoch(10, cfg, world=2) == 1  # 5 examples per process: 2 batches, 1 step
+    assert steps_per_epoch(8, TrainConfig(batch_size=4), world=1) == 2

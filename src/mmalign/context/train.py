@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aligncore.config import config_to_dict, parse_configs
-from aligncore.training import FitResult, TrainConfig, fit, resolve_device
+from aligncore.training import FitResult, TrainConfig, fit, resolve_device, steps_per_epoch
 
 from .baselines import DLinear, OFAModel, PatchTST
 from .config import ContextConfig, ContextTrainConfig
@@ -224,8 +223,8 @@ def train_context(cfg: ContextConfig, train_cfg: TrainConfig, *, splits: ETTSpli
         raise ValueError(f"lr_tmax must be a positive number of epochs, got {tmax}")
     sched = None
     if schedule == "cosine":
-        steps_per_epoch = math.ceil(math.ceil(len(splits.train) / train_cfg.batch_size) / train_cfg.grad_accum)
-        sched = functools.partial(cosine_schedule, period_steps=None if tmax is None else tmax * steps_per_epoch)
+        period = None if tmax is None else tmax * steps_per_epoch(len(splits.train), train_cfg)
+        sched = functools.partial(cosine_schedule, period_steps=period)
     res = fit(model, splits.train, loss_fn=mse_loss, config=train_cfg, evaluate=evaluate, scheduler=sched,
               run_info={"context": config_to_dict(cfg), "n_trainable": n_tr, "n_frozen": n_fr,
                         "windows": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}})
