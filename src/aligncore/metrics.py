@@ -14,6 +14,7 @@ Ranking conventions (documented once, used everywhere):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -116,6 +117,48 @@ def ndcg_single(ranks: Tensor, k: int) -> float:
     ranks = torch.as_tensor(ranks, dtype=torch.float64)
     gain = torch.where(ranks <= k, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
     return float(gain.mean())
+
+
+@dataclass(frozen=True)
+class PairedHits:
+    r"""Hits@k of two systems :math:`a, b` scored on the same queries.
+
+    Attributes:
+        diff (float): :math:`\text{Hits@k}(a) - \text{Hits@k}(b)`.
+        se (float): paired standard error of :obj:`diff`, :math:`\operatorname{sd}(h^a - h^b) / \sqrt{n}`
+            (sample sd); smaller than the unpaired one when the systems hit the same queries.
+        n (int): queries.
+        a_only (int): queries only :math:`a` hits.
+        b_only (int): queries only :math:`b` hits.
+        p_value (float): exact two-sided McNemar test of equal hit rates: a binomial test of
+            :obj:`a_only` among the :obj:`a_only` + :obj:`b_only` discordant queries at 1/2 (1 when none).
+    """
+
+    diff: float
+    se: float
+    n: int
+    a_only: int
+    b_only: int
+    p_value: float
+
+
+def paired_hits(ranks_a: Tensor, ranks_b: Tensor, k: int) -> PairedHits:
+    """Compare Hits@k of two systems on the same queries (1-based ranks, :obj:`inf` for a miss), query by
+    query: the paired difference, its standard error and the exact McNemar p-value."""
+    a = torch.as_tensor(ranks_a, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(ranks_b, dtype=torch.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_hits: both systems must rank the same queries, got {a.numel()} and {b.numel()}")
+    n = a.numel()
+    if n < 2:
+        raise ValueError(f"paired_hits needs at least 2 queries, got {n}")
+    ha, hb = (a <= k).double(), (b <= k).double()
+    d = ha - hb
+    a_only, b_only = int((d > 0).sum()), int((d < 0).sum())
+    m, disc = min(a_only, b_only), a_only + b_only
+    # exact binomial tail in integers: P(X <= m) for X ~ Bin(disc, 1/2), doubled (the law is symmetric)
+    p = 1.0 if disc == 0 else min(1.0, 2 * sum(math.comb(disc, i) for i in range(m + 1)) / 2 ** disc)
+    return PairedHits(float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n), n, a_only, b_only, p)
 
 
 def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -80,3 +80,35 @@ def test_rank_validation():
         M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 1]), ties="random")
     with pytest.raises(ValueError, match="target indices"):
         M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 3]))
+
+
+def test_paired_hits_by_hand():
+    inf = float("inf")
+    a = torch.tensor([1.0, 3.0, inf, 12.0, 2.0])
+    b = torch.tensor([inf, 4.0, 5.0, inf, inf])
+    r = M.paired_hits(a, b, 10)  # hits a: 1,1,0,0,1; b: 0,1,1,0,0
+    d = np.array([1, 0, -1, 0, 1], dtype=float)
+    assert r.diff == pytest.approx(0.2) and r.n == 5 and (r.a_only, r.b_only) == (2, 1)
+    assert r.se == pytest.approx(d.std(ddof=1) / math.sqrt(5))
+    assert r.p_value == pytest.approx(1.0)  # 2 * P(Bin(3, 1/2) <= 1) = 2 * 4/8
+    same = M.paired_hits(a, a, 10)
+    assert (same.diff, same.se, same.p_value) == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="same queries"):
+        M.paired_hits(a, b[:4], 10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=300))
+def test_paired_hits_matches_scipy_mcnemar(pairs):
+    ha = np.array([p[0] for p in pairs])
+    hb = np.array([p[1] for p in pairs])
+    ra = torch.tensor(np.where(ha, 1.0, np.inf))
+    rb = torch.tensor(np.where(hb, 3.0, np.inf))
+    r = M.paired_hits(ra, rb, 5)
+    a_only, b_only = int((ha & ~hb).sum()), int((~ha & hb).sum())
+    assert (r.a_only, r.b_only) == (a_only, b_only)
+    expected = 1.0 if a_only + b_only == 0 else stats.binomtest(a_only, a_only + b_only, 0.5).pvalue
+    assert r.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    d = ha.astype(float) - hb.astype(float)
+    assert r.diff == pytest.approx(d.mean(), abs=1e-12)
+    assert r.se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), abs=1e-12)

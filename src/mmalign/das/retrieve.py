@@ -4,7 +4,9 @@ r"""Evaluate semantic IDs by TIGER-style generative retrieval: ``python -m mmali
 https://arxiv.org/abs/2405.07314, bundled). A :class:`~mmalign.das.retriever.GenerativeRetriever` is trained with
 :func:`aligncore.training.fit` on every prefix of the users' training histories (leave-one-out), selected on
 validation Recall@10, and scored on the test items by constrained beam search: Recall@5/10 and NDCG@5/10
-(``<out_dir>/results.json``).
+(``<out_dir>/results.json``). Each test user's rank of the held-out item goes to ``<out_dir>/test_ranks.npz``
+(``users``, ``ranks``; :obj:`inf` outside the beam), so two ID sets scored on the same users can be compared
+user by user (:func:`aligncore.metrics.paired_hits`).
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ def run_retrieval(ids: SemanticIDs, split: Split, cfg: RetrieveConfig, train_cfg
     dev = next(model.parameters()).device
     c, t = on(dev)
     test = evaluate_retrieval(model, test_h.to(dev), test_t.to(dev), c, t, beam=cfg.beam)
+    ranks_file = Path(train_cfg.out_dir) / "test_ranks.npz"
+    ranks_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(ranks_file, users=t_users, ranks=test.ranks.numpy())
     return {"dataset": ids.dataset, "model": ids.method, **test.values, "eval_users": test.n_users,
+            "ranks_file": str(ranks_file),
             "utilisation": ids.utilisation, "collision_rate": ids.collision_rate,
             "best_epoch": res.best_epoch, "steps": res.steps,
             **{k: v for k, v in res.final_metrics.items() if k.startswith("val_")}}

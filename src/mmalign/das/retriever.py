@@ -188,10 +188,13 @@ def constrained_beam_search(model: GenerativeRetriever, history: Tensor, codes: 
 
 @dataclass
 class RetrievalMetrics:
-    """Recall@k (= Hits@k with one held-out item) and NDCG@k per k, and the number of users evaluated."""
+    """Recall@k (= Hits@k with one held-out item) and NDCG@k per k, the number of users evaluated, and each
+    user's 1-based rank of the held-out item (:obj:`inf` when outside the beam), for paired comparisons
+    (:func:`aligncore.metrics.paired_hits`)."""
 
     values: dict[str, float]
     n_users: int
+    ranks: Tensor | None = None
 
 
 def ranks_from_beams(items: Tensor, target: Tensor) -> Tensor:
@@ -220,7 +223,7 @@ def evaluate_retrieval(model: GenerativeRetriever, histories: Tensor, targets: T
     for k in ks:
         vals[f"recall@{k}"] = hits_at_k(r, k)
         vals[f"ndcg@{k}"] = ndcg_single(r, k)
-    return RetrievalMetrics(vals, int(r.numel()))
+    return RetrievalMetrics(vals, int(r.numel()), r)
 
 
 def pad_histories(seqs: list[list[int]], max_history: int) -> Tensor:

@@ -80,6 +80,9 @@ def test_evaluate_retrieval_on_a_trivial_catalogue():
     assert res.values["recall@5"] == 1.0 and res.values["recall@10"] == 1.0
     assert 1 / math.log2(4) <= res.values["ndcg@10"] <= 1.0
     assert res.n_users == 2
+    # per-user ranks agree with the aggregates: both targets within the 3 items
+    assert res.ranks.shape == (2,) and bool((res.ranks >= 1).all()) and bool((res.ranks <= 3).all())
+    assert res.values["ndcg@10"] == pytest.approx(float((1 / torch.log2(res.ranks + 1)).mean()))
 
 
 def test_teacher_forced_loss_falls_when_fitting_one_example():

@@ -51,6 +51,9 @@ def test_train_then_retrieve_end_to_end(tmp_path, method):
                          "32", "--eval-users", "10", "--test-users", "none", "--beam", "10", "--d-model", "16",
                          "--dim-ff", "16", "--no-progress", "--out-dir", str(tmp_path / "ret_all")])
     assert res["eval_users"] == 40
+    saved = np.load(tmp_path / "ret_all" / "test_ranks.npz")
+    assert saved["users"].tolist() == list(range(40)) and saved["ranks"].shape == (40,)
+    assert res["recall@10"] == pytest.approx(float((saved["ranks"] <= 10).mean()))
 
 
 def test_letter_ids_load_and_disambiguate():
