@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, write_results  # noqa: E402
+from _common import fold_seeds, machine, print_table, write_results  # noqa: E402
 
 from mmalign.context.config import ContextConfig, ContextTrainConfig  # noqa: E402
 from mmalign.context.data import ett_splits  # noqa: E402
@@ -331,32 +331,12 @@ def add_seeds(doc: dict, extra: list[dict]) -> dict:
     """Fold rows of further seeds into a results document: a cell measured with several seeds becomes one row whose
     ``mse``/``mae``/``seconds_per_epoch`` are means over ``seeds``, with the per-seed values and the standard
     deviation beside them; a row of a cell not in ``doc`` is added as it is. A row without ``seed`` is seed 0."""
-    cells: dict[tuple, list[dict]] = {}
-    base: dict[tuple, dict] = {}  # the first full row of each cell: its fields that are not per-seed
-    for r in [*doc["rows"], *extra]:
-        k = cell_key(r)
-        base.setdefault(k, r)
-        runs = r.get("runs") or [{**r, "seed": r.get("seed", 0)}]
-        cells.setdefault(k, []).extend(runs)
-    rows = []
-    for k, b in base.items():
-        runs = sorted({r["seed"]: r for r in cells[k]}.values(), key=lambda r: r["seed"])  # one run per seed
-        first = runs[0]
-        if len(runs) == 1:
-            rows.append({c: v for c, v in first.items() if c != "runs"})
-            continue
-        row = {c: v for c, v in b.items() if c not in ("runs", "seed", "seeds", "mse_std")}
-        for m in ("mse", "mae"):
-            row[m] = statistics.mean(r[m] for r in runs)
-        # seconds per epoch are only comparable on one device: the mean over the runs on the first run's device
-        row["seconds_per_epoch"] = statistics.mean(r["seconds_per_epoch"] for r in runs
-                                                   if r["device"] == first["device"])
-        row["mse_std"] = statistics.stdev(r["mse"] for r in runs)
-        row["device"] = "+".join(dict.fromkeys(r["device"] for r in runs))
-        row["seeds"] = [r["seed"] for r in runs]
-        row["runs"] = [{c: r.get(c) for c in ("seed", "device", "mse", "mae", "seconds_per_epoch", "epochs",
-                                               "best_epoch")} for r in runs]
-        rows.append(row)
+    rows = fold_seeds([*doc["rows"], *extra], cell_key, ("mse", "mae"),
+                      ("device", "mse", "mae", "seconds_per_epoch", "epochs", "best_epoch"), std="mse")
+    for row in rows:
+        if "runs" in row:  # seconds per epoch are only comparable on one device: the mean over the first's device
+            dev = row["runs"][0]["device"]
+            row["seconds_per_epoch"] = statistics.mean(r["seconds_per_epoch"] for r in row["runs"] if r["device"] == dev)
     models = ["dsca", "ofa", "dlinear", "patchtst"]
     rows.sort(key=lambda r: (r["few_shot"] == 0, r["dataset"], r["horizon"],
                              models.index(r["model"]) if r["model"] in models else len(models)))

@@ -55,11 +55,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, print_table, write_results  # noqa: E402
+from _common import RESULTS, fold_seeds, machine, print_table, write_results  # noqa: E402
 
+from aligncore.metrics import paired_hits  # noqa: E402
 from aligncore.training import TrainConfig  # noqa: E402
 from mmalign.das.data import leave_one_out, load  # noqa: E402
 from mmalign.das.model import DASConfig  # noqa: E402
@@ -68,22 +70,66 @@ from mmalign.das.train import DASRunConfig, SemanticIDs, build_ids  # noqa: E402
 
 TIGER_BEAUTY = {"dataset": "beauty", "model": "tiger (published)", "recall@10": 0.0648, "ndcg@10": 0.0384,
                 "source": "TIGER, Rajput et al., NeurIPS 2023, Table (Beauty), https://arxiv.org/abs/2305.05065"}
-COLS = ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "utilisation", "collision_rate",
-        "eval_users"]
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "utilisation", "collision_rate")
+COLS = ["dataset", "model", *METRICS, "recall@10_std", "seeds", "eval_users"]
 
 
 def markdown(path: Path = RESULTS / "das.json") -> str:
     doc = json.loads(path.read_text())
 
     def f(v: object) -> str:
+        if isinstance(v, list):
+            return ",".join(map(str, v))
         return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
     lines = ["| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
     order = {"rqvae": 0, "two-stage": 1, "das": 2, "letter": 3}
     rows = sorted(doc["rows"], key=lambda r: (r["dataset"], order.get(r["model"], 9)))
-    lines += ["| " + " | ".join(f(r.get(c)) for c in COLS) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\nMachine: {doc['machine']}; torch threads: {doc['torch_threads']}.\n" \
+    for r in rows:  # a row without seeds is one run: its seed (0 unless stated)
+        r = r if "seeds" in r or "source" in r else {**r, "seeds": [r.get("seed", 0)]}
+        lines.append("| " + " | ".join(f(r.get(c)) for c in COLS) + " |")
+    text = "\n".join(lines) + f"\n\nMachine: {doc['machine']}; torch threads: {doc['torch_threads']}.\n" \
         f"Budget: {doc['budget']}\n"
+    if doc.get("paired"):
+        text += "\nPaired on the same test users (DAS = a; diff = Recall@10(a) - Recall@10(b)):\n\n" \
+            + paired_markdown(doc["paired"]) + "\n"
+    return text
+
+
+def paired(work: Path, seed: int, path: Path, k: int = 10) -> list[dict]:
+    """Paired Recall@k of DAS against each other ID set on the same test users (see ``--paired``)."""
+    found: list[dict] = []
+    for ds_dir in sorted(p for p in work.iterdir() if p.is_dir()):
+        ranks = {}
+        for f in sorted(ds_dir.glob("retrieve-*/test_ranks.npz")):
+            z = np.load(f)
+            ranks[f.parent.name.removeprefix("retrieve-")] = (z["users"], z["ranks"])
+        if "das" not in ranks:
+            continue
+        users, ra = ranks.pop("das")
+        for other, (u_b, rb) in ranks.items():
+            if not np.array_equal(users, u_b):
+                raise ValueError(f"{ds_dir}: das and {other} were scored on different users")
+            r = paired_hits(torch.from_numpy(ra), torch.from_numpy(rb), k)
+            found.append({"dataset": ds_dir.name, "seed": seed, "a": "das", "b": other, "metric": f"recall@{k}",
+                          "diff": r.diff, "se": r.se, "n": r.n, "a_only": r.a_only, "b_only": r.b_only,
+                          "p_value": r.p_value})
+    if not found:
+        raise SystemExit(f"--paired {work}: no <dataset>/retrieve-das/test_ranks.npz beside another ID set's")
+    doc = json.loads(path.read_text())
+    new = {(r["dataset"], r["seed"], r["a"], r["b"]) for r in found}
+    doc["paired"] = [r for r in doc.get("paired", []) if (r["dataset"], r["seed"], r["a"], r["b"]) not in new] + found
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(paired_markdown(doc["paired"]))
+    return found
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    cols = ["dataset", "seed", "a", "b", "metric", "diff", "se", "a_only", "b_only", "p_value", "n"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["seed"], r["b"])):
+        lines.append("| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -110,11 +156,22 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=20)
     ap.add_argument("--encoder", default="tfidf", choices=["auto", "lm", "tfidf"],
                     help="content encoder (tfidf: TF-IDF + SVD; Beauty has attribute ids only)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the whole pipeline: ID building (k-means init, "
+                    "batch order) and the retriever (init, batch order, validation-user sample)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--work", default="runs/bench-das")
     ap.add_argument("--suffix", default="", help="results file suffix (e.g. _cuda)")
     ap.add_argument("--note", default="", help="appended to the budget string (e.g. machine load)")
+    ap.add_argument("--add-seeds", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="fold the rows of results files of further seeds (runs with --seed) into results/das.json: "
+                         "one row per (dataset, model) with the means over its seeds and each seed's values, and "
+                         "exit")
+    ap.add_argument("--paired", default=None, metavar="WORK",
+                    help="compare DAS with every other ID set user by user on the test ranks a run left in WORK "
+                         "(<WORK>/<dataset>/retrieve-<method>/test_ranks.npz; same users): paired Recall@10 "
+                         "difference, its SE and the exact McNemar p-value, recorded under 'paired' in "
+                         "results/das<SUFFIX>.json (labelled with --seed), and exit")
     ap.add_argument("--markdown", action="store_true", help="print the markdown table of the results file and exit")
     ap.add_argument("--merge", default=None, help="append the rows of results/das<MERGE>.json (a run of other "
                     "datasets, e.g. _ml) to results/das.json, joining the budget strings, and exit")
@@ -129,6 +186,18 @@ def main() -> None:
                 f"{', '.join(sorted({r['dataset'] for r in other['rows']}))}: {other['budget']}"
         (RESULTS / "das.json").write_text(json.dumps(main_doc, indent=2) + "\n")
         return
+    if a.add_seeds:
+        path = RESULTS / "das.json"
+        doc = json.loads(path.read_text())
+        extra = [r for f in a.add_seeds for r in json.loads(f.read_text())["rows"] if r["model"] != TIGER_BEAUTY["model"]]
+        doc["rows"] = fold_seeds([*doc["rows"], *extra], lambda r: (r["dataset"], r["model"]), METRICS,
+                                 ("device", *METRICS, "eval_users", "retrieve_seconds"), std="recall@10")
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        print(markdown(path))
+        return
+    if a.paired:
+        paired(Path(a.paired), a.seed, RESULTS / f"das{a.suffix}.json")
+        return
     if a.markdown:
         print(markdown(RESULTS / f"das{a.suffix}.json"))
         return
@@ -137,9 +206,11 @@ def main() -> None:
               f"interactions, RQ-VAEs {a.rqvae_epochs} epochs over the items, batch {a.id_batch_size}, lr {a.id_lr}, "
               f"L=3 x K={a.n_codes} (+1 disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
               f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; validation (best epoch) on "
-              f"{a.eval_users} sampled users (seed 0), test on "
+              f"{a.eval_users} sampled users (seed {a.seed}), test on "
               f"{'the same users' if a.test_users == 0 else 'every user' if a.test_users < 0 else f'{a.test_users} sampled users'}"
               f", constrained beam {a.beam}. Same budget for every ID set. {a.note}").strip()
+    on_cpu = a.device == "cpu" or (a.device == "auto" and not torch.cuda.is_available())
+    device = f"cpu{a.threads}t" if on_cpu else torch.cuda.get_device_name(0)
     rows: list[dict] = []
     work = Path(a.work)
     for ds in a.datasets.split(","):
@@ -157,7 +228,8 @@ def main() -> None:
             t0 = time.perf_counter()
             tc = TrainConfig(out_dir=str(work / ds / method),
                              max_epochs=a.rqvae_epochs if method == "rqvae" else a.id_epochs,
-                             batch_size=a.id_batch_size, lr=a.id_lr, device=a.device, progress=False, resume=False)
+                             batch_size=a.id_batch_size, lr=a.id_lr, device=a.device, seed=a.seed, progress=False,
+                             resume=False)
             run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs)
             ids = build_ids(run, DASConfig(n_codes=a.n_codes), tc)
             id_sets.append((ids, time.perf_counter() - t0))
@@ -166,12 +238,12 @@ def main() -> None:
             rc = RetrieveConfig(ids="-", max_history=a.max_history, beam=a.beam, eval_users=a.eval_users,
                                 test_users=None if a.test_users < 0 else a.test_users)
             tc = TrainConfig(out_dir=str(work / ds / f"retrieve-{ids.method}"), max_epochs=10_000,
-                             max_steps=a.retriever_steps, batch_size=a.batch_size, lr=1e-3, device=a.device,
+                             max_steps=a.retriever_steps, batch_size=a.batch_size, lr=1e-3, device=a.device, seed=a.seed,
                              monitor="val_recall@10", mode="max", progress=False, resume=False)
             res = run_retrieval(ids, split, rc, tc)
             row = {k: res[k] for k in ["dataset", "model", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
                                        "utilisation", "collision_rate", "eval_users"]}
-            row.update(id_seconds=None if id_s != id_s else round(id_s, 1), retrieve_seconds=round(time.perf_counter() - t0, 1),
+            row.update(seed=a.seed, device=device, id_seconds=None if id_s != id_s else round(id_s, 1), retrieve_seconds=round(time.perf_counter() - t0, 1),
                        retriever_steps=res["steps"])
             rows.append(row)
             out_rows = rows + ([TIGER_BEAUTY] if any(r["dataset"] == "beauty" for r in rows) else [])
