@@ -46,25 +46,27 @@ scored the test on every user (one process per ID set; the rows replaced those i
         --eval-users 1000 --test-users -1 --suffix _all_das --work /tmp/das_all_das --threads 1
 
 Session 6 added a second replicate of the whole pipeline (IDs built again and the retriever trained with seed 1,
-same budget; one process per ID set, three or four side by side on the 2-core CPU) and folded it into the rows
-(means over seeds 0 and 1, each seed's values under ``runs``)::
+same budget; one process per ID set, three side by side on the 2-core CPU) and folded it into the rows (means over
+seeds 0 and 1, each seed's values under ``runs``). The runs write ``benchmarks/results/das<suffix>.json``; after
+the fold those files were moved out of ``benchmarks/results/`` (the README builder reads every ``das*.json``
+there)::
 
     python benchmarks/das.py --datasets beauty --methods $m --seed 1 --retriever-steps 4000 --eval-users 1000 \
         --test-users -1 --suffix _s1_$m --work runs/s6/das/work_s1 --threads 1
     python benchmarks/das.py --datasets ml-latest-small --methods $m --seed 1 --id-epochs 2 --rqvae-epochs 20 \
         --retriever-steps 4000 --eval-users 610 --suffix _ml_s1_$m --work runs/s6/das/work_ml_s1 --threads 1
-    python benchmarks/das.py --add-seeds results/das_s1_*.json results/das_ml_s1_*.json
+    python benchmarks/das.py --add-seeds benchmarks/results/das_s1_*.json benchmarks/results/das_ml_s1_*.json
 
 and compared DAS with the other ID sets user by user on the same test users (``--paired``; each retriever leaves
-its per-user test ranks in ``test_ranks.npz``). The seed-0 Beauty retrievers of session 5 were re-scored from
-their checkpoints for this (resuming at step 4000 trains nothing, restores the best epoch and repeats the test:
-Recall@10 identical to the committed row)::
+its per-user test ranks in ``test_ranks.npz``). Retrievers trained before that file existed (seed 0 on both
+datasets, seed 1 on Beauty) were re-scored from their checkpoints: resuming at step 4000 trains nothing, restores
+the best epoch and repeats the test, and every re-scored Recall@10 equals the committed one::
 
     python -m mmalign.das.retrieve --ids .gpu/das/beauty/$m/ids.json --eval-users 1000 --test-users none \
         --out-dir runs/s6/das/rescore_s0/beauty/retrieve-$m --max-steps 4000 --max-epochs 10000 \
-        --batch-size 256 --lr 1e-3 --monitor val_recall@10 --mode max
-    python benchmarks/das.py --paired runs/s6/das/rescore_s0 --seed 0
-    python benchmarks/das.py --paired runs/s6/das/work_s1 --seed 1      # (and work_ml_s1)
+        --batch-size 256 --lr 1e-3 --monitor val_recall@10 --mode max      # (--seed 1 for the seed-1 ones)
+    python benchmarks/das.py --paired runs/s6/das/rescore_s0 --seed 0      # (and rescore_ml_s0)
+    python benchmarks/das.py --paired runs/s6/das/work_s1 --seed 1         # (and work_ml_s1)
 """
 
 from __future__ import annotations
