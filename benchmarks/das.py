@@ -80,11 +80,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, fold_seeds, machine, print_table, write_results  # noqa: E402
 
-from aligncore.metrics import paired_hits  # noqa: E402
+from aligncore.metrics import mcnemar_exact, paired_hits  # noqa: E402
 from aligncore.training import TrainConfig  # noqa: E402
 from mmalign.das.data import leave_one_out, load  # noqa: E402
 from mmalign.das.model import DASConfig  # noqa: E402
@@ -116,7 +117,44 @@ def markdown(path: Path = RESULTS / "das.json") -> str:
     if doc.get("paired"):
         text += "\nPaired on the same test users (DAS = a; diff = Recall@10(a) - Recall@10(b)):\n\n" \
             + paired_markdown(doc["paired"]) + "\n"
+        pooled = pool_paired(doc["paired"])
+        if pooled:
+            text += "\nOver seeds (mean of the per-seed diffs; se = their sd / sqrt(seeds), t_p its two-sided " \
+                "t-test with seeds - 1 degrees of freedom: the seed-to-seed spread, ID build included, is the " \
+                "noise; mcnemar_p tests the summed discordant users, so it holds these ID builds fixed):\n\n" \
+                + pooled_markdown(pooled) + "\n"
     return text
+
+
+def pool_paired(rows: list[dict]) -> list[dict]:
+    """Per (dataset, a, b) with at least two seeds: the mean of the per-seed paired differences, its
+    seed-level standard error and t-test, and the exact McNemar test of the discordant users summed over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["a"], r["b"], r["metric"]), []).append(r)
+    out = []
+    for (ds, a, b, metric), g in sorted(groups.items()):
+        if len(g) < 2:
+            continue
+        d = np.array([r["diff"] for r in g])
+        sd = float(d.std(ddof=1))
+        se = sd / np.sqrt(len(d))
+        t_p = float(2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)) if se > 0 else float(d.mean() == 0)
+        a_only, b_only = sum(r["a_only"] for r in g), sum(r["b_only"] for r in g)
+        out.append({"dataset": ds, "a": a, "b": b, "metric": metric, "seeds": sorted(r["seed"] for r in g),
+                    "diff": float(d.mean()), "sd": sd, "se": se, "t_p": t_p, "a_only": a_only, "b_only": b_only,
+                    "mcnemar_p": mcnemar_exact(a_only, b_only)})
+    return out
+
+
+def pooled_markdown(rows: list[dict]) -> str:
+    cols = ["dataset", "a", "b", "metric", "seeds", "diff", "se", "t_p", "a_only", "b_only", "mcnemar_p"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            ",".join(map(str, r[c])) if isinstance(r[c], list) else f"{r[c]:.2g}" if c.endswith("_p")
+            else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def paired(work: Path, seed: int, path: Path, k: int = 10) -> list[dict]:
@@ -142,8 +180,10 @@ def paired(work: Path, seed: int, path: Path, k: int = 10) -> list[dict]:
     doc = json.loads(path.read_text())
     new = {(r["dataset"], r["seed"], r["a"], r["b"]) for r in found}
     doc["paired"] = [r for r in doc.get("paired", []) if (r["dataset"], r["seed"], r["a"], r["b"]) not in new] + found
+    doc["paired_over_seeds"] = pool_paired(doc["paired"])
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(paired_markdown(doc["paired"]))
+    print(pooled_markdown(doc["paired_over_seeds"]))
     return found
 
 

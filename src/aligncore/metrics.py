@@ -155,10 +155,24 @@ def paired_hits(ranks_a: Tensor, ranks_b: Tensor, k: int) -> PairedHits:
     ha, hb = (a <= k).double(), (b <= k).double()
     d = ha - hb
     a_only, b_only = int((d > 0).sum()), int((d < 0).sum())
+    return PairedHits(float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n), n, a_only, b_only,
+                      mcnemar_exact(a_only, b_only))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts: a binomial test of :obj:`a_only` among the
+    :obj:`a_only` + :obj:`b_only` discordant queries at 1/2 (1 when there are none).
+
+    Summing the discordant counts of several independent matched samples (strata) and testing the sums is the
+    exact conditional test that no stratum favours either system (the Mantel-Haenszel test for matched pairs).
+    """
+    if a_only < 0 or b_only < 0:
+        raise ValueError(f"mcnemar_exact: counts must be non-negative, got {a_only} and {b_only}")
     m, disc = min(a_only, b_only), a_only + b_only
+    if disc == 0:
+        return 1.0
     # exact binomial tail in integers: P(X <= m) for X ~ Bin(disc, 1/2), doubled (the law is symmetric)
-    p = 1.0 if disc == 0 else min(1.0, 2 * sum(math.comb(disc, i) for i in range(m + 1)) / 2 ** disc)
-    return PairedHits(float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n), n, a_only, b_only, p)
+    return min(1.0, 2 * sum(math.comb(disc, i) for i in range(m + 1)) / 2 ** disc)
 
 
 def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

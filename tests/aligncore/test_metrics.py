@@ -112,3 +112,19 @@ def test_paired_hits_matches_scipy_mcnemar(pairs):
     d = ha.astype(float) - hb.astype(float)
     assert r.diff == pytest.approx(d.mean(), abs=1e-12)
     assert r.se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 400), st.integers(0, 400))
+def test_mcnemar_exact_is_symmetric_binomial_test(a_only, b_only):
+    p = M.mcnemar_exact(a_only, b_only)
+    assert p == M.mcnemar_exact(b_only, a_only)
+    expected = 1.0 if a_only + b_only == 0 else stats.binomtest(a_only, a_only + b_only, 0.5).pvalue
+    assert p == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_mcnemar_exact_edges():
+    assert M.mcnemar_exact(0, 0) == 1.0 and M.mcnemar_exact(3, 3) == 1.0
+    assert M.mcnemar_exact(10, 0) == pytest.approx(2 / 2 ** 10)
+    with pytest.raises(ValueError, match="non-negative"):
+        M.mcnemar_exact(-1, 2)
