@@ -138,6 +138,34 @@ class GenerativeRetriever(nn.Module):
         out = self.transformer.decoder(y, mem, tgt_mask=causal, memory_key_padding_mask=pad)
         return self.heads[lvl](out[:, -1])
 
+    def decode_beams(self, mem: Tensor, pad: Tensor, prefix: Tensor) -> Tensor:
+        """:meth:`decode` for :math:`n_b` prefixes per history, :math:`(B, n_b, l) \to (B, n_b, K_l)`, without
+        copying the memory per beam.
+
+        The decoder layers are applied by hand: self-attention and the feed-forward block see each prefix on its
+        own, as in :meth:`decode`, while the cross-attention reads the beams' queries of one history as one longer
+        query sequence against that history's memory (cross-attention treats every query independently). The
+        memory's keys and values are thus projected once per history instead of once per beam, the bulk of beam
+        search's work (20x at beam 20); the logits equal :meth:`decode`'s up to float rounding.
+        """
+        b, nb, lvl = prefix.shape
+        bos = torch.full((b * nb, 1), BOS, dtype=torch.long, device=prefix.device)
+        tgt = torch.cat([bos, prefix.reshape(b * nb, lvl) + self.offsets[:lvl]], 1)
+        x = self.tok(tgt) + self.dec_pos(torch.arange(lvl + 1, device=tgt.device))
+        causal = nn.Transformer.generate_square_subsequent_mask(lvl + 1, device=tgt.device)
+        dec = self.transformer.decoder
+        for layer in dec.layers:
+            if layer.norm_first:  # nn.Transformer's default is post-norm; the pre-norm order is not written out
+                raise NotImplementedError("decode_beams follows post-norm decoder layers (norm_first=False)")
+            x = layer.norm1(x + layer.dropout1(layer.self_attn(x, x, x, attn_mask=causal, need_weights=False)[0]))
+            q = x.reshape(b, nb * (lvl + 1), -1)
+            ca = layer.multihead_attn(q, mem, mem, key_padding_mask=pad, need_weights=False)[0]
+            x = layer.norm2(x + layer.dropout2(ca.reshape(b * nb, lvl + 1, -1)))
+            x = layer.norm3(x + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))))
+        if dec.norm is not None:
+            x = dec.norm(x)
+        return self.heads[lvl](x[:, -1]).reshape(b, nb, -1)
+
     def forward(self, history: Tensor, target_codes: Tensor, codes: Tensor) -> Tensor:
         """Teacher-forced cross-entropy averaged over levels (scalar)."""
         mem, pad = self.encode(history, codes)
@@ -166,9 +194,7 @@ def constrained_beam_search(model: GenerativeRetriever, history: Tensor, codes: 
     score = torch.zeros(b, 1, device=dev)
     for lvl in range(trie.n_levels):
         nb = prefix.shape[1]
-        m = mem.repeat_interleave(nb, 0)
-        p = pad.repeat_interleave(nb, 0)
-        logp = F.log_softmax(model.decode(m, p, prefix.reshape(b * nb, lvl)).float(), -1).reshape(b, nb, -1)
+        logp = F.log_softmax(model.decode_beams(mem, pad, prefix).float(), -1)
         ok = trie.allowed[lvl][pid.clamp(min=0)] & (pid >= 0)[..., None]
         total = torch.where(ok, score[..., None] + logp, torch.full_like(logp, -float("inf")))
         k = trie.level_sizes[lvl]

@@ -65,6 +65,25 @@ def test_beam_search_emits_only_valid_ids_and_is_exact_with_a_wide_beam(rows, be
         assert torch.allclose(exact.gather(1, order[:, :n]), scores[:, :n], atol=1e-4)
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 2), st.integers(0, 1000))
+def test_decode_beams_equals_decode_on_copied_memory(b, nb, lvl, seed):
+    torch.manual_seed(seed)
+    sizes = [4, 3, 5]
+    model = GenerativeRetriever(sizes, max_history=4, d_model=16, n_heads=2, n_layers=2, dim_ff=32).eval()
+    codes = torch.stack([torch.randint(0, k, (9,)) for k in sizes], 1)
+    hist = torch.randint(-1, 9, (b, 4))
+    hist[:, -1] = torch.randint(0, 9, (b,))  # at least one real item per history
+    prefix = torch.stack([torch.randint(0, k, (b, nb)) for k in sizes[:lvl]], 2) if lvl else \
+        torch.zeros(b, nb, 0, dtype=torch.long)
+    with torch.no_grad():
+        mem, pad = model.encode(hist, codes)
+        fast = model.decode_beams(mem, pad, prefix)
+        ref = model.decode(mem.repeat_interleave(nb, 0), pad.repeat_interleave(nb, 0), prefix.reshape(b * nb, lvl))
+    assert fast.shape == (b, nb, sizes[lvl])
+    assert torch.allclose(fast.reshape(b * nb, -1), ref, atol=1e-5)
+
+
 def test_ranks_and_metrics_by_hand():
     items = torch.tensor([[3, 1, 2, 0, 4, 5, 6, 7, 8, 9, 10], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 10]])
     r = ranks_from_beams(items, torch.tensor([2, 11]))
