@@ -128,3 +128,28 @@ def test_short_joint_training_lowers_every_loss_term():
         if k != "quant":
             assert after[k] < before[k], (k, before[k], after[k])
     assert after["quant"] < middle["quant"]
+
+
+def test_dedup_negatives_when_one_user_fills_the_batch():
+    """Every row is the same user: with dedup_negatives no other row is a negative of the user-keyed views, so
+    the CF softmax and the dual view are exactly 0; without it they are not. Items with equal content share a
+    group, so an item's duplicate content is not its negative either."""
+    train, xi, xu = _synthetic()
+    xi[1] = xi[0]
+    items = torch.tensor([0, 1, 2, 3, 4, 5])
+    batch = {"u": torch.zeros(6, dtype=torch.long), "i": items, "j": items.roll(1), "v": torch.ones(6, dtype=torch.long)}
+    out = {}
+    for dedup in (True, False):
+        torch.manual_seed(0)
+        cfg = DASConfig(n_levels=2, n_codes=4, latent_dim=6, hidden_dim=16, dedup_negatives=dedup)
+        m = _model(train, xi, xu, cfg).eval()
+        m.init_codebooks()
+        with torch.no_grad():
+            out[dedup] = {k: float(v) for k, v in m(batch).terms.items()}
+        assert int(m.item_group[0]) == int(m.item_group[1]) != int(m.item_group[2])
+    assert out[True]["cf"] == 0.0 and out[True]["dual"] == 0.0
+    assert out[False]["cf"] > 0.1 and out[False]["dual"] > 0.1
+    for k in ("u2i", "i2i", "co"):
+        assert out[True][k] < out[False][k]
+    for k in ("recon", "quant", "pop", "orth"):
+        assert out[True][k] == pytest.approx(out[False][k])
