@@ -67,6 +67,27 @@ the best epoch and repeats the test, and every re-scored Recall@10 equals the co
         --batch-size 256 --lr 1e-3 --monitor val_recall@10 --mode max      # (--seed 1 for the seed-1 ones)
     python benchmarks/das.py --paired runs/s6/das/rescore_s0 --seed 0      # (and rescore_ml_s0)
     python benchmarks/das.py --paired runs/s6/das/work_s1 --seed 1         # (and work_ml_s1)
+
+Session 7 added MovieLens seeds 2 and 3 (every ID set; two 1-thread processes side by side) and folded them in;
+its work folders were lost with that machine, so session 8 ran the same commands again into ``runs/s8`` (IDs and
+Recall@10 reproduced to the last digit) for the paired tests. ``--markdown`` also pools the paired tests over
+seeds (``paired_over_seeds`` in das.json)::
+
+    python benchmarks/das.py --datasets ml-latest-small --methods $m --seed $S --id-epochs 2 --rqvae-epochs 20 \
+        --retriever-steps 4000 --eval-users 610 --suffix _ml_s${S}_$m --work runs/s8/das/work_ml_s$S --threads 1
+    python benchmarks/das.py --add-seeds benchmarks/results/das_ml_s2_*.json benchmarks/results/das_ml_s3_*.json
+    python benchmarks/das.py --paired runs/s8/das/work_ml_s2 --seed 2      # (and work_ml_s3 --seed 3)
+
+Run ``--paired`` before the work folder is gone: the test ranks live only there. Session 8's paired runs covered
+seed 2 only; its seed-3 folder was lost too. Session 9 re-ran seeds 2 and 3 (``--suffix _ml_s${S}_${m}_s9``) on
+an Intel Xeon: different IDs from the AMD EPYC builds (float kernels differ across CPUs; same-CPU re-runs match
+exactly), so those rows were kept out of das.json (docs/sections/das.md gives their figures).
+
+Session 10's ID-only probe of ``--dedup-negatives`` on Beauty (seed 0, default ID budget; the retriever step count of
+1 only makes the script finish)::
+
+    python benchmarks/das.py --datasets beauty --methods $m [--dedup-negatives] --retriever-steps 1 \
+        --eval-users 20 --suffix _probe_$m --work runs/s10/probe --threads 1
 """
 
 from __future__ import annotations
@@ -210,6 +231,8 @@ def main() -> None:
     ap.add_argument("--id-lr", type=float, default=3e-3)
     ap.add_argument("--id-batch-size", type=int, default=1024)
     ap.add_argument("--n-codes", type=int, default=256)
+    ap.add_argument("--dedup-negatives", action="store_true",
+                    help="drop in-batch negatives that repeat the positive's user / item / content (DASConfig)")
     ap.add_argument("--retriever-steps", type=int, default=300, help="optimiser steps of the retriever, per ID set")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-history", type=int, default=20)
@@ -268,7 +291,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     budget = (f"content: {a.encoder}; IDs: DAS and two-stage alignment {a.id_epochs} epochs over the training "
               f"interactions, RQ-VAEs {a.rqvae_epochs} epochs over the items, batch {a.id_batch_size}, lr {a.id_lr}, "
-              f"L=3 x K={a.n_codes} (+1 disambiguation level); retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
+              f"L=3 x K={a.n_codes} (+1 disambiguation level), in-batch negatives "
+              f"{'without same user/item/content duplicates' if a.dedup_negatives else 'as drawn (duplicates kept)'}; retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
               f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; validation (best epoch) on "
               f"{a.eval_users} sampled users (seed {a.seed}), test on "
               f"{'the same users' if a.test_users == 0 else 'every user' if a.test_users < 0 else f'{a.test_users} sampled users'}"
@@ -295,7 +319,7 @@ def main() -> None:
                              batch_size=a.id_batch_size, lr=a.id_lr, device=a.device, seed=a.seed, progress=False,
                              resume=False)
             run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs)
-            ids = build_ids(run, DASConfig(n_codes=a.n_codes), tc)
+            ids = build_ids(run, DASConfig(n_codes=a.n_codes, dedup_negatives=a.dedup_negatives), tc)
             id_sets.append((ids, time.perf_counter() - t0))
         for ids, id_s in id_sets:
             t0 = time.perf_counter()

@@ -79,7 +79,7 @@ def test_info_nce_dedup_of_a_doubled_batch(n, d, tau, seed):
     want = (-s.diag() + torch.log(s.diag().exp() + 2 * off)).mean()
     assert float(doubled) == pytest.approx(float(want), rel=1e-9, abs=1e-12)
     plain = info_nce(q[idx], k[idx], tau)
-    assert float(plain) > float(doubled)
+    assert float(plain) >= float(doubled)  # equal only when the duplicate positive underflows against the negatives
     fewer = same_entity(idx) & (torch.rand(2 * n, 2 * n, generator=g, dtype=torch.float64) < 0.5)
     assert float(plain) >= float(info_nce(q[idx], k[idx], tau, exclude=fewer)) - 1e-12
     assert float(info_nce(q[idx], k[idx], tau, exclude=fewer)) >= float(doubled) - 1e-12
