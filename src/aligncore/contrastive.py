@@ -26,6 +26,18 @@ def same_entity(*ids: Tensor) -> Tensor:
     return out
 
 
+def drop_negatives(logits: Tensor, exclude: Tensor | None) -> Tensor:
+    r"""In-batch logits :math:`(B, B)` (row :math:`i`'s positive on the diagonal) with the off-diagonal pairs of the
+    boolean :obj:`exclude` set to :math:`-\infty`, so a softmax over a row no longer counts them as negatives."""
+    if exclude is None:
+        return logits
+    if exclude.shape != logits.shape or exclude.dtype != torch.bool:
+        raise ValueError(f"exclude must be a boolean {tuple(logits.shape)} mask, got {exclude.dtype} "
+                         f"{tuple(exclude.shape)}")
+    eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+    return logits.masked_fill(exclude & ~eye, float("-inf"))
+
+
 def info_nce(q: Tensor, k: Tensor, tau: float, *, exclude: Tensor | None = None) -> Tensor:
     r"""One-way InfoNCE with in-batch negatives, from
     `"Representation Learning with Contrastive Predictive Coding" <https://arxiv.org/abs/1807.03748>`_:
@@ -52,15 +64,8 @@ def info_nce(q: Tensor, k: Tensor, tau: float, *, exclude: Tensor | None = None)
         raise ValueError(f"q and k must both have shape (B, d), got {tuple(q.shape)} and {tuple(k.shape)}")
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
-    logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T / tau
-    target = torch.arange(q.shape[0], device=q.device)
-    if exclude is not None:
-        if exclude.shape != logits.shape or exclude.dtype != torch.bool:
-            raise ValueError(f"exclude must be a boolean ({q.shape[0]}, {q.shape[0]}) mask, got "
-                             f"{exclude.dtype} {tuple(exclude.shape)}")
-        off = exclude & (target[:, None] != target[None, :])
-        logits = logits.masked_fill(off, float("-inf"))
-    return F.cross_entropy(logits, target)
+    logits = drop_negatives(F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T / tau, exclude)
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
 
 def symmetric_info_nce(q: Tensor, k: Tensor, tau: float) -> Tensor:

@@ -26,9 +26,10 @@ Three parts are trained jointly, in one stage, so the codes themselves carry col
 
   Batches are drawn from interactions, so a user (on MovieLens 85% of the rows of a 1,024 batch) or an item
   reappears within a batch, and on Beauty 63% of the rows share their item's content (hence its :math:`z_i`) with
-  another row. With ``dedup_negatives`` (off by default: the benchmark rows were built without it) a key is not a negative of a row whose positive pair shares its
-  user, item or item content group (:func:`aligncore.contrastive.same_entity`); the CF softmax drops the same
-  user / item duplicates. The paper's industrial batches rarely repeat an entity and it does not discuss this.
+  another row. With ``dedup_negatives`` (off by default: the benchmark rows were built without it) a key is not a
+  negative of a row whose positive pair shares its user, item or item content group
+  (:func:`aligncore.contrastive.same_entity`); the CF softmax drops the same user / item duplicates.
+  The paper's industrial batches rarely repeat an entity and it does not discuss this.
 
 .. math::
     \mathcal{L} = \mathcal{L}_{\text{RQ}}^{u} + \mathcal{L}_{\text{RQ}}^{i} + \lambda_{\text{cf}}\mathcal{L}_{\text{cf}}
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aligncore.config import field
-from aligncore.contrastive import info_nce, same_entity
+from aligncore.contrastive import drop_negatives, info_nce, same_entity
 
 from .rqvae import RQVAE
 
@@ -176,18 +177,16 @@ class DAS(nn.Module):
         su, si = self.split(eu), self.split(ei)
         cj, cv = self.split(self.item_cf(j)).debiased, self.split(self.user_cf(v)).debiased
         target = torch.arange(u.shape[0], device=u.device)
-        cf_logits = eu @ ei.T / cfg.tau_cf
         m_ui = m_gu = m_g = m_u = m_gj = m_uv = m_ug = None
         if cfg.dedup_negatives:
             g = self.item_group[i]
             m_ui = same_entity(u, i)
-            cf_logits = cf_logits.masked_fill(m_ui & (target[:, None] != target[None, :]), float("-inf"))
             m_gu, m_g, m_u = same_entity(g, u), same_entity(g), same_entity(u)
             m_gj, m_uv, m_ug = same_entity(g, j), same_entity(u, v), same_entity(u, g)
         terms = {
             "recon": qi.recon_loss + qu.recon_loss,
             "quant": qi.quant_loss + qu.quant_loss,
-            "cf": F.cross_entropy(cf_logits, target),
+            "cf": F.cross_entropy(drop_negatives(eu @ ei.T / cfg.tau_cf, m_ui), target),
             "pop": F.mse_loss(self.pop_head(si.bias).squeeze(-1), self.item_pop[i])
             + F.mse_loss(self.conf_head(su.bias).squeeze(-1), self.user_conf[u]),
             "orth": orthogonality(su.debiased, su.bias) + orthogonality(si.debiased, si.bias),
