@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", default="round_robin", choices=["round_robin", "recall"],
                     help="direction policy of every model's alternating training")
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="ablation: override AltMoEConfig fields for every model (e.g. balance_weight=0 tau=0.03); "
+                         "recorded in the budget string")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="training device ('auto': CUDA when present)")
     ap.add_argument("--pairs-dir", default=None, help="read each dataset from <dir>/<dataset> (float16 .npy folders "
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
     if args.export:
         for ds in args.datasets:
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seeds}" + (f" (movielens: {args.splits} random splits, split seed = model seed = 0..{args.splits - 1})"
                                  if args.splits else "") + f"; device {dev}" + (f" ({torch.cuda.get_device_name(0)}, bf16 autocast)"
                                                 if dev.startswith("cuda") else f", {args.threads} torch thread(s)"))
+    if overrides:
+        budget += "; overrides " + ", ".join(f"{k}={v}" for k, v in overrides.items())
     rows = []
     for ds in args.datasets:
         t0 = time.perf_counter()
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for split_seed, seed in plan:
                 pairs = by_split[split_seed]
-                cfg = AltMoEConfig(model=model, experts=12, top_k=4, latent=256, hidden=256, schedule=args.schedule)
+                cfg = AltMoEConfig(**{"model": model, "experts": 12, "top_k": 4, "latent": 256, "hidden": 256,
+                                      "schedule": args.schedule, **overrides})
                 tcfg = AltMoETrainConfig(out_dir=f"/tmp/altmoe-bench/{ds}/{model}/{seed}", max_epochs=args.epochs,
                                          batch_size=256, lr=1e-3, weight_decay=1e-4, patience=None, seed=seed,
                                          progress=False, device=dev)
@@ -170,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(table(res))
     return 0
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``FIELD=VALUE`` strings -> AltMoEConfig keyword arguments, each value cast to the field's default type."""
+    defaults = AltMoEConfig()
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(defaults, key) or key in ("model", "pairs"):
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD an AltMoEConfig option "
+                             f"other than model/pairs")
+        kind = type(getattr(defaults, key))
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
 
 
 def merge(results: list[dict]) -> dict:
