@@ -90,7 +90,7 @@ Session 10's ID-only probe of ``--dedup-negatives`` on Beauty (seed 0, default I
         --eval-users 20 --suffix _probe_$m --work runs/s10/probe --threads 1
 
 Sessions 11 and 12 measured it with the retriever on MovieLens (Intel Xeon, one 1-thread process per ID set, two
-side by side; seeds 2 and 3 in session 11, 0 and 1 in session 12; rows kept out of das.json like the other Intel
+side by side; seeds 2 and 3 in session 11, 0 in session 12 (its seed-1 runs were cut off); rows kept out of das.json like the other Intel
 replicates, figures in docs/sections/das.md)::
 
     python benchmarks/das.py --datasets ml-latest-small --methods $m --seed $S --id-epochs 2 --rqvae-epochs 20 \

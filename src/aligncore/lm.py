@@ -136,3 +136,59 @@ def load_causal_lm(
     model.to(device=device, dtype=dtype)
     model.eval()
     return model, tok
+
+
+@torch.no_grad()
+def pooled_hidden_states(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    n_layers: int = 1,
+    max_length: int = 64,
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "LM states",
+) -> torch.Tensor:
+    r"""Attention-masked mean over tokens of a causal LM's hidden states, averaged over its last
+    :obj:`n_layers` layers: :math:`e(x) = \frac{1}{|L|\,T} \sum_{l \in L} \sum_{t \le T} h^{(l)}_t(x)`.
+
+    Runs without autograd and through the decoder body only (the vocabulary head, which dominates a small
+    LM's cost, is skipped). Texts are batched in order of token length and returned in input order, so
+    batches carry little padding; with right padding a causal LM's states of the real tokens do not depend
+    on the padding, so the result is that of encoding each text alone (up to float rounding).
+
+    Args:
+        model: a causal LM (``transformers``), e.g. from :func:`load_causal_lm`.
+        tokenizer: its tokenizer (a pad token is set from EOS when missing).
+        texts: the inputs.
+        n_layers: how many of the last hidden-state layers to average. (default: 1, the last layer)
+        max_length: truncate inputs to this many tokens. (default: 64)
+        batch_size: texts per forward pass. (default: 32)
+        progress: show a progress bar. (default: ``False``)
+
+    Returns:
+        Tensor: :math:`(n, d_{model})`, float32, on the model's device.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(texts, str):
+        raise TypeError("pooled_hidden_states expects a list of strings, got one string")
+    texts = list(texts)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    dev = next(model.parameters()).device
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    out = torch.empty(len(texts), int(model.config.hidden_size), device=dev)
+    for s in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
+        idx = order[s:s + batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_length).to(dev)
+        hs = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
+        h = torch.stack(hs.hidden_states[-n_layers:]).mean(0) if n_layers > 1 else hs.hidden_states[-1]
+        m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+        out[torch.as_tensor(idx, device=dev)] = ((h * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+    return out

@@ -108,19 +108,13 @@ class LMTextEncoder(nn.Module):
     def train(self, mode: bool = True) -> LMTextEncoder:  # stays frozen in eval mode
         return super().train(False)
 
-    @torch.no_grad()
     def forward(self, texts: Sequence[str]) -> Tensor:
         if isinstance(texts, str):
             raise TypeError("LMTextEncoder expects a list of strings, got one string")
-        dev = next(self.lm.parameters()).device  # follows .to(): fit() moves the module holding this encoder
-        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.max_length).to(dev)
-        # the decoder body only: the vocabulary head is not needed and dominates the cost of a small LM
-        body = self.lm.get_decoder() if hasattr(self.lm, "get_decoder") else self.lm
-        out = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
-        hs = torch.stack(out.hidden_states[-self.n_layers:]).mean(0)  # (b, T, d)
-        m = enc["attention_mask"].unsqueeze(-1).to(hs.dtype)
-        return ((hs * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+        from aligncore.lm import pooled_hidden_states
+
+        return pooled_hidden_states(self.lm, self.tokenizer, list(texts), n_layers=self.n_layers,
+                                    max_length=self.max_length, batch_size=max(len(texts), 1))
 
 
 def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,

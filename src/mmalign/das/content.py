@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from scipy.sparse.linalg import svds
 
 from aligncore.lm import cache_dir
@@ -81,22 +80,15 @@ def tfidf_svd(texts: list[str], dim: int = 64, *, seed: int = 0) -> np.ndarray:
     return (z * sign).astype(np.float32)
 
 
-@torch.no_grad()
 def lm_embeddings(texts: list[str], *, model: str = "smollm2", batch_size: int = 32, max_length: int = 64,
                   progress: bool = True) -> np.ndarray:
-    """Attention-masked mean of the last hidden states of a local causal LM, shape :math:`(n, d)`, float32."""
-    from tqdm.auto import tqdm
-
-    from aligncore.lm import load_causal_lm
+    """Attention-masked mean of the last hidden states of a local causal LM, shape :math:`(n, d)`, float32
+    (:func:`aligncore.lm.pooled_hidden_states`: no autograd, no vocabulary head, length-sorted batches)."""
+    from aligncore.lm import load_causal_lm, pooled_hidden_states
 
     lm, tok = load_causal_lm(model)
-    out = []
-    for s in tqdm(range(0, len(texts), batch_size), desc="content (LM)", disable=not progress):
-        enc = tok(texts[s:s + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-        hid = lm(**enc, output_hidden_states=True).hidden_states[-1]
-        mask = enc["attention_mask"].unsqueeze(-1).to(hid.dtype)
-        out.append(((hid * mask).sum(1) / mask.sum(1).clamp(min=1)).float())
-    return torch.cat(out).numpy()
+    return pooled_hidden_states(lm, tok, texts, n_layers=1, max_length=max_length, batch_size=batch_size,
+                                progress=progress, desc="content (LM)").cpu().numpy()
 
 
 def lm_available() -> bool:
