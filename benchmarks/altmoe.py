@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="ablation: override AltMoEConfig fields for every model (e.g. balance_weight=0 tau=0.03); "
                          "recorded in the budget string")
+    ap.add_argument("--train-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="ablation: override AltMoETrainConfig fields for every model (e.g. lr_schedule=cosine "
+                         "warmup_epochs=1 max_grad_norm=1); recorded in the budget string")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="training device ('auto': CUDA when present)")
     ap.add_argument("--pairs-dir", default=None, help="read each dataset from <dir>/<dataset> (float16 .npy folders "
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
     overrides = parse_overrides(args.set)
+    train_overrides = parse_overrides(args.train_set, AltMoETrainConfig(),
+                                      fixed=("out_dir", "max_epochs", "batch_size", "lr", "weight_decay", "seed"))
     torch.set_num_threads(args.threads)
     if args.export:
         for ds in args.datasets:
@@ -132,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seeds}" + (f" (movielens: {args.splits} random splits, split seed = model seed = 0..{args.splits - 1})"
                                  if args.splits else "") + f"; device {dev}" + (f" ({torch.cuda.get_device_name(0)}, bf16 autocast)"
                                                 if dev.startswith("cuda") else f", {args.threads} torch thread(s)"))
-    if overrides:
-        budget += "; overrides " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    if overrides or train_overrides:
+        budget += "; overrides " + ", ".join(f"{k}={v}" for k, v in {**overrides, **train_overrides}.items())
     rows = []
     for ds in args.datasets:
         t0 = time.perf_counter()
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "schedule": args.schedule, **overrides})
                 tcfg = AltMoETrainConfig(out_dir=f"/tmp/altmoe-bench/{ds}/{model}/{seed}", max_epochs=args.epochs,
                                          batch_size=256, lr=1e-3, weight_decay=1e-4, patience=None, seed=seed,
-                                         progress=False, device=dev)
+                                         progress=False, device=dev, **train_overrides)
                 t1 = time.perf_counter()
                 out = train_altmoe(pairs, cfg, tcfg)
                 runs.append((out, time.perf_counter() - t1))
@@ -179,17 +184,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``FIELD=VALUE`` strings -> AltMoEConfig keyword arguments, each value cast to the field's default type."""
-    defaults = AltMoEConfig()
+def parse_overrides(items: list[str], defaults=None, *, fixed: tuple[str, ...] = ("model", "pairs")) -> dict:
+    """``FIELD=VALUE`` strings -> keyword arguments of a config (``AltMoEConfig`` by default), each value cast to
+    the field's default type (float where the default is None; ``none`` gives None). ``fixed`` fields are the
+    benchmark's own and cannot be overridden."""
+    defaults = AltMoEConfig() if defaults is None else defaults
+    name = type(defaults).__name__
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not hasattr(defaults, key) or key in ("model", "pairs"):
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD an AltMoEConfig option "
-                             f"other than model/pairs")
-        kind = type(getattr(defaults, key))
-        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        if not sep or not hasattr(defaults, key) or key in fixed:
+            raise SystemExit(f"--set/--train-set {item!r}: expected FIELD=VALUE with FIELD a {name} option "
+                             f"other than {'/'.join(fixed)}")
+        default = getattr(defaults, key)
+        kind = float if default is None else type(default)
+        if value.lower() == "none":
+            out[key] = None
+        else:
+            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 

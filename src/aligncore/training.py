@@ -215,6 +215,37 @@ def steps_per_epoch(n_examples: int, cfg: TrainConfig, world: int | None = None)
     return math.ceil(math.ceil(math.ceil(n_examples / world) / cfg.batch_size) / cfg.grad_accum)
 
 
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, *, warmup_steps: int = 0,
+                    period_steps: int | None = None, eta_min: float = 1e-8) -> torch.optim.lr_scheduler.LRScheduler:
+    r"""Linear warm-up, then cosine annealing, stepped per optimiser step (pass it to :func:`fit` through
+    ``functools.partial``, which supplies ``optimizer`` and ``total_steps``).
+
+    For a group with initial rate :math:`\eta_0`, at step :math:`s` with :math:`W` = ``warmup_steps`` and
+    :math:`T` = ``period_steps`` (default: the steps left after the warm-up):
+
+    .. math::
+        \eta(s) = \eta_0 \frac{s + 1}{W} \;(s < W), \qquad
+        \eta(s) = \eta_{min} + (\eta_0 - \eta_{min}) \frac{1 + \cos(\pi (s - W) / T)}{2} \;(s \ge W).
+
+    Without ``period_steps`` the rate reaches :math:`\eta_{min}` at the end of the budget; with it, it reaches
+    :math:`\eta_{min}` after :math:`T` steps and rises again (periodic, like torch's ``CosineAnnealingLR``).
+    """
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    t_max = max(int(total_steps - warmup_steps if period_steps is None else period_steps), 1)
+
+    def factor(base: float) -> Callable[[int], float]:
+        floor = min(eta_min / base, 1.0) if base > 0 else 0.0
+
+        def f(step: int) -> float:
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / t_max))
+        return f
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g["lr"]) for g in optimizer.param_groups])
+
+
 def _broadcast(obj: Any, world: int) -> Any:
     if world == 1:
         return obj

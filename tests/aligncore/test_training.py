@@ -157,3 +157,25 @@ def test_steps_per_epoch_counts_each_process_share():
     assert steps_per_epoch(10, cfg, world=1) == 2  # 3 batches of 4 (last one partial), 2 optimiser steps
     assert steps_per_epoch(10, cfg, world=2) == 1  # 5 examples per process: 2 batches, 1 step
     assert steps_per_epoch(8, TrainConfig(batch_size=4), world=1) == 2
+
+
+def test_cosine_schedule_warm_up_anneal_and_period():
+    from aligncore.training import cosine_schedule
+
+    def rates(total, **kw):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched, out = cosine_schedule(opt, total, **kw), []
+        for _ in range(total):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out, opt.param_groups[0]["lr"]
+
+    warm, end = rates(8, warmup_steps=4)
+    assert warm[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # linear to the initial rate
+    assert warm[4] == pytest.approx(0.1) and warm[6] == pytest.approx(0.05 + 0.5e-8)  # cosine half-way at step 6
+    assert all(a > b for a, b in zip(warm[4:], warm[5:])) and end == pytest.approx(1e-8, abs=1e-12)
+    periodic, _ = rates(9, period_steps=4)
+    assert periodic[4] == pytest.approx(1e-8, abs=1e-12) and periodic[8] == pytest.approx(0.1)  # rises again
+    with pytest.raises(ValueError, match="warmup_steps"):
+        cosine_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 5, warmup_steps=-1)

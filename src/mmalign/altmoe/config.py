@@ -56,3 +56,7 @@ class AltMoETrainConfig(TrainConfig):
     patience: int | None = field(10, help="stop after this many evaluations without improvement (None: off)")
     eval_every: int = field(1, help="evaluate every this many epochs")
     resume: bool = field(False, help="continue from out_dir/last.pt when it exists")
+    lr_schedule: str = field("constant", help="learning-rate schedule: constant, or cosine (annealed to ~0 over "
+                                              "the budget, after warmup_epochs of linear warm-up)",
+                             choices=["constant", "cosine"])
+    warmup_epochs: float = field(0.0, help="cosine only: epochs of linear warm-up from ~0 to lr")

@@ -13,6 +13,7 @@ Writes ``out_dir/metrics.jsonl``, ``best.pt``, ``last.pt``, ``run.json`` (the lo
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from aligncore.config import config_to_dict, parse_configs
-from aligncore.training import FitResult, TrainConfig, fit
+from aligncore.training import FitResult, TrainConfig, cosine_schedule, fit, steps_per_epoch
 
 from .align import AltAligner, PairDataset, evaluate_retrieval, make_evaluator
 from .baselines import LinearProjection, mlp_connector
@@ -75,7 +76,16 @@ def train_altmoe(pairs: PairSet, cfg: AltMoEConfig, train_cfg: TrainConfig) -> T
     aligner = build_aligner(cfg, pairs, seed=train_cfg.seed)
     n_params = sum(p.numel() for p in aligner.parameters() if p.requires_grad)
     has_val = pairs.val.numel() > 0
-    res = fit(aligner, PairDataset(pairs, "train"), loss_fn=lambda model, batch: model(batch), config=train_cfg,
+    train = PairDataset(pairs, "train")
+    schedule = getattr(train_cfg, "lr_schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+    warmup = getattr(train_cfg, "warmup_epochs", 0.0)
+    if warmup < 0 or (warmup > 0 and schedule != "cosine"):
+        raise ValueError(f"warmup_epochs must be >= 0 and needs lr_schedule='cosine', got {warmup} with {schedule!r}")
+    sched = None if schedule == "constant" else functools.partial(
+        cosine_schedule, warmup_steps=round(warmup * steps_per_epoch(len(train), train_cfg)))
+    res = fit(aligner, train, loss_fn=lambda model, batch: model(batch), config=train_cfg, scheduler=sched,
               evaluate=make_evaluator(pairs, "val") if has_val else None,
               run_info={"altmoe": config_to_dict(cfg), "pairs": pairs.name, "pairs_info": pairs.info,
                         "n_params": n_params, "sizes": {p: int(getattr(pairs, p).numel())

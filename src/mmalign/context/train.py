@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aligncore.config import config_to_dict, parse_configs
-from aligncore.training import FitResult, TrainConfig, fit, resolve_device, steps_per_epoch
+from aligncore.training import FitResult, TrainConfig, cosine_schedule, fit, resolve_device, steps_per_epoch
 
 from .baselines import DLinear, OFAModel, PatchTST
 from .config import ContextConfig, ContextTrainConfig
@@ -161,17 +161,6 @@ def default_lr(model: str) -> float:
     and GPT4TS scripts; at 1e-3 they trained far worse in our few-shot runs), 1e-3 for ``dlinear`` and
     ``patchtst``."""
     return 1e-4 if model in ("dsca", "ofa") else 1e-3
-
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, *,
-                    period_steps: int | None = None) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine annealing of every group's learning rate from its initial value to 1e-8, stepped per optimiser step.
-
-    Without ``period_steps`` the rate reaches 1e-8 at the end of the budget (``total_steps``). With it, it reaches
-    1e-8 after ``period_steps`` and then rises again (torch's ``CosineAnnealingLR`` is periodic): the FSCA scripts'
-    ``lradj=COS`` is that schedule with ``tmax`` = 20 epochs, stepped per epoch, within budgets of 50-100 epochs."""
-    t_max = total_steps if period_steps is None else period_steps
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(t_max), 1), eta_min=1e-8)
 
 
 def mse_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:

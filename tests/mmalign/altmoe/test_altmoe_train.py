@@ -46,3 +46,19 @@ def test_cli_help_lists_method_and_loop_options(capsys):
     text = capsys.readouterr().out
     for flag in ("--pairs", "--experts", "--top-k", "--schedule", "--max-epochs", "--out-dir"):
         assert flag in text
+
+
+def test_cli_cosine_schedule_warms_up_then_anneals(tmp_path):
+    """--lr-schedule cosine --warmup-epochs 1: the first epoch's steps climb linearly to --lr, the budget ends at
+    ~0; warm-up without the cosine schedule is refused."""
+    data = tmp_path / "pairs"
+    data.mkdir()
+    _planted_folder(data, n=200)  # 160 training rows: 5 steps of 32 per epoch
+    base = ["--pairs", str(data), "--model", "linear", "--latent", "16", "--max-epochs", "2", "--batch-size", "32",
+            "--lr", "1e-2", "--no-progress", "--no-restore-best"]
+    main(base + ["--lr-schedule", "cosine", "--warmup-epochs", "1", "--out-dir", str(tmp_path / "cos")])
+    ck = torch.load(tmp_path / "cos" / "last.pt", weights_only=False)
+    assert ck["scheduler"]["last_epoch"] == 10
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-8, abs=1e-9)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        main(base + ["--warmup-epochs", "1", "--out-dir", str(tmp_path / "bad")])
