@@ -37,7 +37,7 @@ def test_pooled_states_in_input_order_and_padding_free(tiny, n_layers):
     texts = ["red sweet apple pear old", "pear", "old apple", "sweet", "red red red"]
     out = pooled_hidden_states(model, tok, texts, n_layers=n_layers, batch_size=2)
     assert out.shape == (5, 16) and out.dtype == torch.float32
-    for row, text in zip(out, texts):
+    for row, text in zip(out, texts, strict=True):
         assert torch.allclose(row, reference(model, text, n_layers), atol=1e-5)
     assert not out.requires_grad
 

@@ -174,7 +174,7 @@ def test_cosine_schedule_warm_up_anneal_and_period():
     warm, end = rates(8, warmup_steps=4)
     assert warm[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # linear to the initial rate
     assert warm[4] == pytest.approx(0.1) and warm[6] == pytest.approx(0.05 + 0.5e-8)  # cosine half-way at step 6
-    assert all(a > b for a, b in zip(warm[4:], warm[5:])) and end == pytest.approx(1e-8, abs=1e-12)
+    assert all(a > b for a, b in zip(warm[4:], warm[5:], strict=False)) and end == pytest.approx(1e-8, abs=1e-12)
     periodic, _ = rates(9, period_steps=4)
     assert periodic[4] == pytest.approx(1e-8, abs=1e-12) and periodic[8] == pytest.approx(0.1)  # rises again
     with pytest.raises(ValueError, match="warmup_steps"):
