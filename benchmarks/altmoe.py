@@ -13,6 +13,12 @@
     # session 5 added the ja-en pair and both pairs pooled (seeds per process for ja-en, then --merge):
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-ja-en --seeds 0 --out ja_0.json
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh+ja-en --threads 2 --out pool.json
+    # ablations (docs/sections/altmoe.md; not in the results file): --set overrides AltMoEConfig fields,
+    # --train-set AltMoETrainConfig fields, for every model of the run
+    python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set balance_weight=0 --out nobal.json
+    python benchmarks/altmoe.py --datasets movielens --splits 10 --set tau=0.03 --out tau003.json
+    python benchmarks/altmoe.py --datasets movielens --splits 10 \
+        --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
 
 Pair sets (frozen encoders, embeddings cached on disk once):
 
