@@ -96,6 +96,13 @@ replicates, figures in docs/sections/das.md)::
     python benchmarks/das.py --datasets ml-latest-small --methods $m --seed $S --id-epochs 2 --rqvae-epochs 20 \
         --retriever-steps 4000 --eval-users 610 --dedup-negatives --suffix _ml_s${S}_${m}_dedup \
         --work runs/s12/w${S}_$m --threads 1
+
+Session 13 scored SmolLM2 content IDs on MovieLens (seed 0: three ID sets side by side; seed 1: das and
+two-stage; figures in docs/sections/das.md, rows kept out of das.json, whose MovieLens rows are TF-IDF)::
+
+    python benchmarks/das.py --datasets ml-latest-small --methods $m --seed $S --id-epochs 2 --rqvae-epochs 20 \
+        --retriever-steps 4000 --eval-users 610 --encoder lm --suffix _ml_s${S}_${m}_lm --work runs/s13/lm$S \
+        --threads 1
 """
 
 from __future__ import annotations
