@@ -49,8 +49,9 @@ def test_cli_help_lists_method_and_loop_options(capsys):
 
 
 def test_cli_cosine_schedule_warms_up_then_anneals(tmp_path):
-    """--lr-schedule cosine --warmup-epochs 1: the first epoch's steps climb linearly to --lr, the budget ends at
-    ~0; warm-up without the cosine schedule is refused."""
+    """--lr-schedule cosine --warmup-epochs 1 reaches fit: the schedule is stepped once per optimiser step and the
+    budget ends at ~0 (the warm-up ramp itself is checked in tests/aligncore/test_training.py); warm-up without
+    the cosine schedule is refused."""
     data = tmp_path / "pairs"
     data.mkdir()
     _planted_folder(data, n=200)  # 160 training rows: 5 steps of 32 per epoch
