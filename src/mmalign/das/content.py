@@ -127,7 +127,9 @@ def item_content(texts: list[str], *, encoder: str = "tfidf", dim: int = 64, cac
     """
     if encoder not in ("lm", "tfidf"):
         raise ValueError(f"encoder must be 'lm' or 'tfidf' here, got {encoder!r}")
-    key = hashlib.sha1(("\n".join(texts) + f"|{encoder}|{dim}|{seed}").encode()).hexdigest()[:16]
+    # the LM's states depend on the texts only; TF-IDF + SVD also on the dimension and the SVD seed
+    tag = f"|{encoder}" if encoder == "lm" else f"|{encoder}|{dim}|{seed}"
+    key = hashlib.sha1(("\n".join(texts) + tag).encode()).hexdigest()[:16]
     path = None
     if cache != "":
         path = (Path(cache) if cache is not None else cache_dir() / "das") / f"content-{encoder}-{key}.npy"

@@ -31,6 +31,9 @@ def test_item_content_cache_roundtrip(tmp_path):
     x = item_content(texts, encoder="tfidf", dim=3, cache=tmp_path)
     assert len(list(tmp_path.glob("content-tfidf-*.npy"))) == 1
     assert np.array_equal(item_content(texts, encoder="tfidf", dim=3, cache=tmp_path), x)
+    item_content(texts, encoder="tfidf", dim=3, seed=1, cache=tmp_path)  # the SVD seed and the width are keyed
+    item_content(texts, encoder="tfidf", dim=2, cache=tmp_path)
+    assert len(list(tmp_path.glob("content-tfidf-*.npy"))) == 3
 
 
 def test_user_content_is_mean_of_training_items():
