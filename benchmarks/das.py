@@ -213,7 +213,7 @@ def paired(work: Path, seed: int, path: Path, k: int = 10) -> list[dict]:
                           "p_value": r.p_value})
     if not found:
         raise SystemExit(f"--paired {work}: no <dataset>/retrieve-das/test_ranks.npz beside another ID set's")
-    doc = json.loads(path.read_text())
+    doc = json.loads(path.read_text()) if path.exists() else {}
     new = {(r["dataset"], r["seed"], r["a"], r["b"]) for r in found}
     doc["paired"] = [r for r in doc.get("paired", []) if (r["dataset"], r["seed"], r["a"], r["b"]) not in new] + found
     doc["paired_over_seeds"] = pool_paired(doc["paired"])
@@ -273,7 +273,10 @@ def main() -> None:
                     help="compare DAS with every other ID set user by user on the test ranks a run left in WORK "
                          "(<WORK>/<dataset>/retrieve-<method>/test_ranks.npz; same users): paired Recall@10 "
                          "difference, its SE and the exact McNemar p-value, recorded under 'paired' in "
-                         "results/das<SUFFIX>.json (labelled with --seed), and exit")
+                         "results/das<SUFFIX>.json or --out (labelled with --seed), and exit")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="with --paired: the JSON file to add the paired rows to (created if missing) instead of "
+                         "results/das<SUFFIX>.json, e.g. for ablation runs kept out of the table")
     ap.add_argument("--markdown", action="store_true", help="print the markdown table of the results file and exit")
     ap.add_argument("--merge", default=None, help="append the rows of results/das<MERGE>.json (a run of other "
                     "datasets, e.g. _ml) to results/das.json, joining the budget strings, and exit")
@@ -298,7 +301,7 @@ def main() -> None:
         print(markdown(path))
         return
     if a.paired:
-        paired(Path(a.paired), a.seed, RESULTS / f"das{a.suffix}.json")
+        paired(Path(a.paired), a.seed, a.out or RESULTS / f"das{a.suffix}.json")
         return
     if a.markdown:
         print(markdown(RESULTS / f"das{a.suffix}.json"))
