@@ -103,6 +103,11 @@ two-stage; figures in docs/sections/das.md, rows kept out of das.json, whose Mov
     python benchmarks/das.py --datasets ml-latest-small --methods $m --seed $S --id-epochs 2 --rqvae-epochs 20 \
         --retriever-steps 4000 --eval-users 610 --encoder lm --suffix _ml_s${S}_${m}_lm --work runs/s13/lm$S \
         --threads 1
+
+Session 14 added seeds 2 (das, two-stage, rqvae) and 3 (das, two-stage) the same way into ``runs/s14/lm$S``
+and paired them without touching the table's file::
+
+    python benchmarks/das.py --paired runs/s14/lm$S --seed $S --out runs/s14/results/paired_lm.json
 """
 
 from __future__ import annotations
