@@ -10,7 +10,8 @@ Two encoders:
   ``llm`` extra is absent, and for Amazon Beauty, whose bundled item "text" is only attribute ids (an LM would see
   meaningless tokens such as ``a407``).
 
-Embeddings are cached on disk (``$ALIGNKIT_CACHE/das``) keyed by the encoder, the dimension and a hash of the texts.
+Embeddings are cached on disk (``$ALIGNKIT_CACHE/das``) keyed by the encoder and a hash of the texts (TF-IDF + SVD
+also by its dimension and seed; the LM's states depend on the texts alone, so every seed of a run shares one file).
 A user's content embedding is the mean of the content embeddings of their training items.
 """
 
@@ -121,6 +122,7 @@ def item_content(texts: list[str], *, encoder: str = "tfidf", dim: int = 64, cac
         encoder: ``"lm"`` or ``"tfidf"`` (resolve ``"auto"`` with :func:`resolve_encoder`). (default: ``"tfidf"``)
         dim: output dimension of the TF-IDF + SVD encoder (the LM gives its hidden size). (default: 64)
         cache: folder of the cache, :obj:`None` for ``$ALIGNKIT_CACHE/das``; ``""`` disables caching.
+        seed: seed of the TF-IDF encoder's SVD starting vector (the LM ignores it). (default: 0)
 
     Returns:
         np.ndarray: float32, shape :math:`(n, d)`.
