@@ -48,7 +48,8 @@ class RetrieveConfig:
     beam: int = field(20, help="beam size of the constrained beam search (>= 10)")
     eval_users: int | None = field(2000, help="users scored for validation and test (a fixed random sample; None: all)")
     test_users: int | None = field(0, help="users scored for the test when it should differ from the validation "
-                                           "sample: 0 = the validation sample, None = all, k = a fixed random k")
+                                           "sample: 0 = the validation sample, None = all, k = a fixed random k drawn "
+                                           "with the same seed (k >= eval_users contains the validation sample)")
 
 
 def load_ids(spec: str, root: str | None = None) -> SemanticIDs:
