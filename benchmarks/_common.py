@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -29,6 +30,12 @@ def machine() -> str:
     if torch.cuda.is_available():
         desc += f", {torch.cuda.get_device_name(0)}"
     return desc
+
+
+def run_dir(prefix: str) -> str:
+    """A fresh checkpoint folder for one training run (under the system temp dir). Runs launched side by side
+    must not share ``out_dir``: ``fit`` reloads ``best.pt`` from it at the end. Remove it when done."""
+    return tempfile.mkdtemp(prefix=prefix)
 
 
 def write_results(name: str, rows: list[dict[str, Any]], *, budget: str, suffix: str = "") -> Path:

@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -54,6 +55,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from _common import run_dir  # noqa: E402
 
 from mmalign.altmoe.config import AltMoEConfig, AltMoETrainConfig  # noqa: E402
 from mmalign.altmoe.data import dbp15k_pairs, dbp15k_pooled_pairs, movielens_pairs, movielens_text_store  # noqa: E402
@@ -162,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                 pairs = by_split[split_seed]
                 cfg = AltMoEConfig(**{"model": model, "experts": 12, "top_k": 4, "latent": 256, "hidden": 256,
                                       "schedule": args.schedule, **overrides})
-                tcfg = AltMoETrainConfig(out_dir=f"/tmp/altmoe-bench/{ds}/{model}/{seed}", max_epochs=args.epochs,
+                tcfg = AltMoETrainConfig(out_dir=run_dir(f"altmoe-bench-{ds}-{model}-{seed}-"), max_epochs=args.epochs,
                                          batch_size=256, lr=1e-3, weight_decay=1e-4, patience=None, seed=seed,
                                          progress=False, device=dev, **train_overrides)
                 t1 = time.perf_counter()
                 out = train_altmoe(pairs, cfg, tcfg)
+                shutil.rmtree(tcfg.out_dir, ignore_errors=True)
                 runs.append((out, time.perf_counter() - t1))
                 r1 = {k: round(v, 4) for k, v in out.test.items() if k.endswith("recall@1")}
                 print(f"  {model} seed {seed}: {r1} best epoch {out.fit.best_epoch} "
