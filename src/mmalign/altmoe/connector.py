@@ -222,6 +222,9 @@ class AltMoEConnector(nn.Module):
             raise ValueError(f"x must have shape (N, {self.dims[s]}) for modality {self.names[s]!r}, "
                              f"got {tuple(x.shape)}")
         u = self.drop(self.inp[s](x)) + self.direction.weight[s * len(self.dims) + t]
+        # the router reads u after dropout, so in training the dropout draw also perturbs the routing (a kind of
+        # router noise). Routing on the features before dropout was measured (session 15, MovieLens, ten splits,
+        # paired): Recall@1 fell by 0.003 +- 0.002 text->behaviour and 0.004 +- 0.002 behaviour->text, so it stays.
         mixed, r = self.moe(u)
         h = u + F.gelu(self.norm(mixed))
         return ConnectorOutput(self.q_head[t](h), self.reg_head[t](h), r.aux_loss, r.experts)
