@@ -108,6 +108,11 @@ Session 14 added seeds 2 (das, two-stage, rqvae) and 3 (das, two-stage) the same
 and paired them without touching the table's file::
 
     python benchmarks/das.py --paired runs/s14/lm$S --seed $S --out runs/s14/results/paired_lm.json
+
+Session 15 added the RQ-VAE at seeds 1, 3 and 4 and das / two-stage at seed 4 the same way (``--work
+runs/s15/lm$S``; four processes side by side, then seed 4's RQ-VAE alone, 1 thread each). Seed 3's RQ-VAE was
+paired with session 14's das / two-stage retrievers through a folder of links to the three ``retrieve-*``
+folders (``--paired`` reads ``<work>/<dataset>/retrieve-<method>/test_ranks.npz``).
 """
 
 from __future__ import annotations
