@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = {} if args.only else dict(GRID)
     for item in args.grid:
         name, _, vals = item.partition("=")
-        if types.get(name) not in (int, float) or name in ("split_seed",) or not vals:
+        if types.get(name) not in (int, float) or name == "split_seed" or not vals:
             numeric = sorted(k for k, t in types.items() if t in (int, float) and k != "split_seed")
             ap.error(f"--grid {item!r}: expected FIELD=V1,V2,... with FIELD one of {numeric}")
         try:

@@ -59,8 +59,8 @@ class SemanticIDs:
         codes (np.ndarray): :math:`(N, L + 1)`, the last level disambiguates shared tuples.
         n_codes (int): codebook size :math:`K` of the quantised levels.
         utilisation (float): mean share of codes used per quantised level.
-        collision_rate (float): :math:`1 - |\text{unique } L\text{-level tuples}| / N` (before disambiguation):
-            every item of a shared tuple but one counts.
+        collision_rate (float): :math:`1 - U / N`, :math:`U` the number of distinct :math:`L`-level tuples (before
+            disambiguation): every item of a shared tuple but one counts.
     """
 
     dataset: str
