@@ -54,14 +54,20 @@ def build_prompt(source: EntityView, candidates: Sequence[EntityView]) -> str:
 
 _NUM = re.compile(r"(?<![\d.])(\d{1,3})(?![\d.]\d)")
 _NONE = re.compile(r"\b(none|no match|no candidate|neither)\b", re.IGNORECASE)
+# "neither 1 nor 2": the numbers it names are rejected, not chosen; the clause ends at the number after "nor".
+_NEITHER_NOR = re.compile(r"\bneither\b[^.;:\n]*?\bnor\b\s*(?:candidate\s*|option\s*|#\s*)?\d{1,3}",
+                          re.IGNORECASE)
 
 
 def parse_answer(text: str | None, num_candidates: int) -> int | str | None:
     """Read the model's choice.
 
-    Rules, in order: the first integer in ``1..num_candidates`` that appears before any "none" phrase is the
-    answer (0-based index returned); otherwise a "none" / "no match" / "neither" phrase gives :data:`NONE`;
-    anything else (empty text, numbers out of range, prose) is an abstention (:obj:`None`).
+    Rules, in order: a "neither A nor B" clause rejects the candidates it names, so it is blanked out first
+    and counts as a "none" phrase only if nothing else is chosen ("neither 1 nor 2, it is 3" chooses 3);
+    then the first integer in ``1..num_candidates`` that appears before any remaining "none" phrase is the
+    answer (0-based index returned); otherwise a "none" / "no match" / "neither" phrase (or a blanked
+    "neither ... nor" clause) gives :data:`NONE`; anything else (empty text, numbers out of range, prose) is
+    an abstention (:obj:`None`).
 
     Args:
         text: the raw completion.
@@ -72,10 +78,12 @@ def parse_answer(text: str | None, num_candidates: int) -> int | str | None:
     """
     if not text:
         return None
+    rejected = _NEITHER_NOR.search(text) is not None
+    text = _NEITHER_NOR.sub(lambda m: " " * len(m.group(0)), text)
     none_at = _NONE.search(text)
     cut = none_at.start() if none_at else len(text)
     for m in _NUM.finditer(text[:cut]):
         k = int(m.group(1))
         if 1 <= k <= num_candidates:
             return k - 1
-    return NONE if none_at else None
+    return NONE if none_at or rejected else None

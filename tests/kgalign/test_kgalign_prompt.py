@@ -19,6 +19,16 @@ def test_parse_answer_cases():
     assert parse_answer("1.5 million", 5) is None  # a decimal is not a choice
 
 
+def test_parse_answer_neither_nor_rejects_the_named_candidates():
+    assert parse_answer("neither 1 nor 2, it is 3", 5) == 2
+    assert parse_answer("Neither candidate 1 nor candidate 2; the answer is 4.", 5) == 3
+    assert parse_answer("Neither 1 nor 2.", 2) == NONE
+    assert parse_answer("neither 1 nor 2", 5) == NONE  # nothing else chosen
+    assert parse_answer("Neither of them matches.", 3) == NONE
+    assert parse_answer("Neither. 2 is close", 3) == NONE  # a bare "neither" still comes first
+    assert parse_answer("3, neither 1 nor 2", 5) == 2
+
+
 def test_build_prompt_numbers_candidates_and_hides_scores():
     src = EntityView("kim dae jung", [Fact("kim dae jung", "party", "democratic party", 0.8123)])
     cands = [EntityView("kim jong il", []), EntityView("kim dae jung", [])]
