@@ -17,6 +17,7 @@
     # --train-set AltMoETrainConfig fields, for every model of the run
     python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set balance_weight=0 --out nobal.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 --set tau=0.03 --out tau003.json
+    python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set multi_gate=true --out mg.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 \
         --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
 

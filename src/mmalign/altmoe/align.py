@@ -139,7 +139,7 @@ def evaluate_retrieval(connector: nn.Module, pairs: PairSet, part: str = "test",
     mods = [pairs.modalities[n][rows] for n in pairs.names]
     out = {}
     for s, t in directions or all_directions(len(mods)):
-        q = torch.cat([connector(mods[s][a:a + batch_size].to(dev), s, t).query
+        q = torch.cat([connector(mods[s][a:a + batch_size].to(dev), s, t, pred=False).query
                        for a in range(0, len(rows), batch_size)])
         k = torch.cat([connector.key(mods[t][a:a + batch_size].to(dev), t) for a in range(0, len(rows), batch_size)])
         out[(s, t)] = retrieval(q, k)

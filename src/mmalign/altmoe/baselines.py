@@ -41,7 +41,7 @@ class LinearProjection(nn.Module):
     def _index(self, m: int | str) -> int:
         return self.names.index(m) if isinstance(m, str) else int(m)
 
-    def forward(self, x: Tensor, src: int | str, tgt: int | str) -> ConnectorOutput:
+    def forward(self, x: Tensor, src: int | str, tgt: int | str, *, pred: bool = True) -> ConnectorOutput:
         s = self._index(src)
         if x.dim() != 2 or x.shape[1] != self.dims[s]:
             raise ValueError(f"x must have shape (N, {self.dims[s]}), got {tuple(x.shape)}")
@@ -55,7 +55,8 @@ class LinearProjection(nn.Module):
 
 
 def mlp_connector(dims: dict[str, int] | list[int], latent: int = 256, hidden: int = 512, top_k: int = 4, *,
-                  dropout: float = 0.1) -> AltMoEConnector:
+                  dropout: float = 0.1, multi_gate: bool = False) -> AltMoEConnector:
     """The single-MLP connector: :class:`AltMoEConnector` with one expert of hidden width ``top_k * hidden``
-    (its router is then the constant gate 1)."""
-    return AltMoEConnector(dims, latent, hidden * top_k, n_experts=1, top_k=1, dropout=dropout)
+    (its router is then the constant gate 1); ``multi_gate`` gives it the two objective passes too."""
+    return AltMoEConnector(dims, latent, hidden * top_k, n_experts=1, top_k=1, dropout=dropout,
+                           multi_gate=multi_gate)

@@ -30,6 +30,8 @@ class AltMoEConfig:
     hidden: int = field(256, help="hidden width of each expert (the mlp baseline uses top_k x this)")
     dropout: float = field(0.1, help="dropout on the adapters and inside the experts")
     router_noise: float = field(0.0, help="std of noise added to router logits in training")
+    multi_gate: bool = field(False, help="M3-JEPA's multi-gate MoE: the contrastive and regression objectives "
+                                         "pass the experts separately (own task embedding, routing, norm)")
     tau: float = field(0.05, help="InfoNCE temperature (M3-JEPA's reference uses 0.03)")
     reg_weight: float = field(1.0, help="weight of the smooth-L1 regression of the frozen target embedding")
     balance_weight: float = field(0.01, help="weight of the Switch-Transformer load-balancing loss")

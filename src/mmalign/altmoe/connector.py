@@ -19,6 +19,13 @@ For a direction :math:`s \to t` and a frozen source embedding :math:`x \in \math
 directions, so adding a modality adds an adapter, a key and two heads, not a new connector. The latent width
 :math:`d` is independent of the encoders' widths.
 
+With ``multi_gate=True`` the connector follows the multi-gate MoE predictor of M3-JEPA's reference code
+(``src/models/MMoE.py``): the contrastive and the regression objectives each pass the shared experts on
+their own, from :math:`u + \tau_{cl}` and :math:`u + \tau_{reg}` (two learned task embeddings, so the router
+can route the two objectives differently) with their own layer norms; :math:`q` is read from the first pass
+and :math:`\hat y` from the second, and the load-balancing loss is the mean of the two passes'. Retrieval
+needs only :math:`q`, so inference costs one pass (``forward(..., pred=False)``), training two.
+
 Routing keeps the load balanced with the auxiliary loss of the `"Switch Transformers"
 <https://arxiv.org/abs/2101.03961>`_ paper, generalised to top-:math:`k`:
 
@@ -180,6 +187,9 @@ class AltMoEConnector(nn.Module):
         top_k (int, optional): experts per input. (default: :obj:`4`)
         dropout (float, optional): dropout on the adapters' output and inside the experts. (default: :obj:`0.1`)
         router_noise (float, optional): router logit noise in training. (default: :obj:`0.0`)
+        multi_gate (bool, optional): separate expert passes (task embedding, routing, norm) for the
+            contrastive and regression objectives, as in M3-JEPA's reference (module docstring).
+            (default: :obj:`False`)
 
     Shapes:
         - x: :math:`(N, d_s)`; ``forward(x, s, t)`` gives :class:`ConnectorOutput`, ``key(y, t)``
@@ -187,7 +197,7 @@ class AltMoEConnector(nn.Module):
     """
 
     def __init__(self, dims: dict[str, int] | list[int], latent: int = 256, hidden: int = 512, n_experts: int = 12,
-                 top_k: int = 4, *, dropout: float = 0.1, router_noise: float = 0.0) -> None:
+                 top_k: int = 4, *, dropout: float = 0.1, router_noise: float = 0.0, multi_gate: bool = False) -> None:
         super().__init__()
         self.names = list(dims) if isinstance(dims, dict) else [str(i) for i in range(len(dims))]
         widths = list(dims.values()) if isinstance(dims, dict) else list(dims)
@@ -204,6 +214,10 @@ class AltMoEConnector(nn.Module):
         self.reg_head = nn.ModuleList(nn.Linear(latent, w) for w in widths)
         self.key_proj = nn.ModuleList(nn.Linear(w, latent) for w in widths)
         self.drop = nn.Dropout(dropout)
+        self.multi_gate = multi_gate
+        if multi_gate:  # created only here, so the default connector's initial weights do not move
+            self.task = nn.Parameter(torch.empty(2, latent).normal_(std=0.02))  # contrastive, regression
+            self.reg_norm = nn.LayerNorm(latent)
 
     def _index(self, m: int | str) -> int:
         if isinstance(m, str):
@@ -214,7 +228,8 @@ class AltMoEConnector(nn.Module):
             raise IndexError(f"modality index {m} out of range [0, {len(self.dims)})")
         return m
 
-    def forward(self, x: Tensor, src: int | str, tgt: int | str) -> ConnectorOutput:
+    def forward(self, x: Tensor, src: int | str, tgt: int | str, *, pred: bool = True) -> ConnectorOutput:
+        """Query (and, with ``pred``, the regression) of direction ``src -> tgt`` for source embeddings ``x``."""
         s, t = self._index(src), self._index(tgt)
         if s == t:
             raise ValueError(f"direction {src!r} -> {tgt!r}: source and target must differ")
@@ -225,9 +240,19 @@ class AltMoEConnector(nn.Module):
         # the router reads u after dropout, so in training the dropout draw also perturbs the routing (a kind of
         # router noise). Routing on the features before dropout was measured (session 15, MovieLens, ten splits,
         # paired): Recall@1 fell by 0.003 +- 0.002 text->behaviour and 0.004 +- 0.002 behaviour->text, so it stays.
-        mixed, r = self.moe(u)
-        h = u + F.gelu(self.norm(mixed))
-        return ConnectorOutput(self.q_head[t](h), self.reg_head[t](h), r.aux_loss, r.experts)
+        if not self.multi_gate:
+            mixed, r = self.moe(u)
+            h = u + F.gelu(self.norm(mixed))
+            return ConnectorOutput(self.q_head[t](h), self.reg_head[t](h) if pred else None, r.aux_loss, r.experts)
+        uc = u + self.task[0]
+        mixed, r = self.moe(uc)
+        q = self.q_head[t](uc + F.gelu(self.norm(mixed)))
+        if not pred:
+            return ConnectorOutput(q, None, r.aux_loss, r.experts)
+        ur = u + self.task[1]
+        mixed_r, r_r = self.moe(ur)
+        y_hat = self.reg_head[t](ur + F.gelu(self.reg_norm(mixed_r)))
+        return ConnectorOutput(q, y_hat, (r.aux_loss + r_r.aux_loss) / 2, r.experts)
 
     def key(self, y: Tensor, tgt: int | str) -> Tensor:
         """Latent key :math:`W^{key}_t y` of frozen target embeddings."""

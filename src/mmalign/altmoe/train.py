@@ -41,9 +41,10 @@ def build_connector(cfg: AltMoEConfig, dims: dict[str, int]) -> nn.Module:
     """The connector named by ``cfg.model`` for modalities of widths ``dims``."""
     if cfg.model == "altmoe":
         return AltMoEConnector(dims, cfg.latent, cfg.hidden, cfg.experts, cfg.top_k, dropout=cfg.dropout,
-                               router_noise=cfg.router_noise)
+                               router_noise=cfg.router_noise, multi_gate=cfg.multi_gate)
     if cfg.model == "mlp":
-        return mlp_connector(dims, cfg.latent, cfg.hidden, cfg.top_k, dropout=cfg.dropout)
+        return mlp_connector(dims, cfg.latent, cfg.hidden, cfg.top_k, dropout=cfg.dropout,
+                             multi_gate=cfg.multi_gate)
     if cfg.model == "linear":
         return LinearProjection(dims, cfg.latent)
     raise ValueError(f"unknown model {cfg.model!r}")

@@ -142,3 +142,41 @@ def test_baselines_interface_and_mlp_is_one_expert_k_times_wider():
     o = lin(x, 0, 1)
     torch.testing.assert_close(o.query, x @ lin.proj[0].weight.T + lin.proj[0].bias)
     assert o.pred is None and o.aux_loss.item() == 0.0
+
+
+def test_multi_gate_routes_each_objective_on_its_own_task_embedding():
+    torch.manual_seed(0)
+    kw = dict(latent=16, hidden=8, n_experts=6, top_k=2, dropout=0.0)
+    plain = AltMoEConnector([7, 5], **kw)
+    torch.manual_seed(0)
+    mg = AltMoEConnector([7, 5], **kw, multi_gate=True)
+    # the option adds its parameters after the shared ones: the shared initial weights are those of the default
+    for name, p in plain.named_parameters():
+        torch.testing.assert_close(dict(mg.named_parameters())[name], p)
+    assert {n for n, _ in mg.named_parameters()} - {n for n, _ in plain.named_parameters()} == {
+        "task", "reg_norm.weight", "reg_norm.bias"}
+    with torch.no_grad():
+        mg.task.normal_(std=3.0)
+        torch.nn.init.normal_(mg.moe.router.gate.weight, std=1.0)
+    x = torch.randn(64, 7)
+    out = mg(x, 0, 1)
+    assert out.query.shape == (64, 16) and out.pred.shape == (64, 5)
+    # an independent evaluation of each pass: u + task embedding -> MoE -> own norm -> residual -> head
+    u = mg.inp[0](x) + mg.direction.weight[1]
+    for j, norm, head, got in ((0, mg.norm, mg.q_head[1], out.query), (1, mg.reg_norm, mg.reg_head[1], out.pred)):
+        v = u + mg.task[j]
+        mixed, _ = mg.moe(v)
+        torch.testing.assert_close(got, head(v + torch.nn.functional.gelu(norm(mixed))))
+    # the two objectives are routed differently (distinct task embeddings shift the router's input)
+    chosen_cl = mg.moe.router(u + mg.task[0]).experts
+    chosen_reg = mg.moe.router(u + mg.task[1]).experts
+    assert (chosen_cl != chosen_reg).any()
+    # retrieval needs only the contrastive pass: pred=False skips the regression and keeps the query
+    q_only = mg(x, 0, 1, pred=False)
+    assert q_only.pred is None
+    torch.testing.assert_close(q_only.query, out.query)
+    # the regression loss trains the regression path's norm, not the contrastive one's
+    mg.zero_grad()
+    mg(x, 0, 1).pred.pow(2).mean().backward()
+    assert mg.reg_norm.weight.grad.abs().sum() > 0 and mg.norm.weight.grad is None
+    assert mg.task.grad[1].abs().sum() > 0 and mg.task.grad[0].abs().sum() == 0

@@ -18,8 +18,9 @@ def _planted_folder(path, n=300, seed=0):
     np.save(path / "right.npy", np.tanh(z @ rng.standard_normal((6, 7))) + 0.01 * rng.standard_normal((n, 7)))
 
 
-@pytest.mark.parametrize("model,schedule", [("altmoe", "recall"), ("mlp", "round_robin")])
-def test_cli_trains_on_a_folder_and_writes_test_metrics(tmp_path, model, schedule):
+@pytest.mark.parametrize("model,schedule,extra", [("altmoe", "recall", []), ("mlp", "round_robin", []),
+                                                  ("altmoe", "round_robin", ["--multi-gate"])])
+def test_cli_trains_on_a_folder_and_writes_test_metrics(tmp_path, model, schedule, extra):
     torch.set_num_threads(1)
     data = tmp_path / "pairs"
     data.mkdir()
@@ -27,7 +28,7 @@ def test_cli_trains_on_a_folder_and_writes_test_metrics(tmp_path, model, schedul
     out = tmp_path / "run"
     report = main(["--pairs", str(data), "--model", model, "--experts", "4", "--top-k", "2", "--latent", "32",
                    "--hidden", "32", "--schedule", schedule, "--max-epochs", "12", "--batch-size", "32",
-                   "--lr", "3e-3", "--out-dir", str(out), "--no-progress"])
+                   "--lr", "3e-3", "--out-dir", str(out), "--no-progress", *extra])
     saved = json.loads((out / "test_metrics.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert set(saved["test"]) == {f"{d}_{m}" for d in ("left->right", "right->left")
