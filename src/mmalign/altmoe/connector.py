@@ -21,7 +21,7 @@ directions, so adding a modality adds an adapter, a key and two heads, not a new
 
 With ``multi_gate=True`` the connector follows the multi-gate MoE predictor of M3-JEPA's reference code
 (``src/models/MMoE.py``): the contrastive and the regression objectives each pass the shared experts on
-their own, from :math:`u + \tau_{cl}` and :math:`u + \tau_{reg}` (two learned task embeddings, so the router
+their own, from :math:`u + e_{cl}` and :math:`u + e_{reg}` (two learned task embeddings, so the router
 can route the two objectives differently) with their own layer norms; :math:`q` is read from the first pass
 and :math:`\hat y` from the second, and the load-balancing loss is the mean of the two passes'. Retrieval
 needs only :math:`q`, so inference costs one pass (``forward(..., pred=False)``), training two.
