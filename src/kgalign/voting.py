@@ -3,7 +3,7 @@ Alignment in Knowledge Graphs" <https://arxiv.org/abs/2412.04690>`_ paper (Sec. 
 
 For each source entity with base-ranked candidates :math:`c_1, \dots, c_k`, round :math:`t = 0, 1, \dots,
 R-1` lists the candidates in order :math:`\pi_t` (:math:`\pi_0` the base order, :math:`\pi_1` reversed,
-later rounds seeded shuffles), asks the model, and maps its answer back to a candidate, ``none``, or an
+later rounds seeded shuffles that avoid earlier orders), asks the model, and maps its answer back to a candidate, ``none``, or an
 abstention. With :math:`v(o)` the votes of option :math:`o` after a round,
 
 .. math::
@@ -26,6 +26,8 @@ model never helps; then nothing is sent and Hits@1 equals the base model's).
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -56,14 +58,27 @@ class VotingConfig:
 
 
 def round_order(k: int, t: int, seed: int, key: int = 0) -> list[int]:
-    """Candidate order of round ``t``: identity, reversed, then shuffles seeded by ``(seed, key, t)``."""
+    """Candidate order of round ``t``: identity, reversed, then shuffles seeded by ``(seed, key, t)``.
+
+    A shuffle that repeats an earlier round's order is drawn again while unused orders remain (``k! > t``),
+    so with few candidates (``k = 3``: 6 orders) the rounds do not re-ask a question already asked. With
+    ``k = 2`` only two orders exist and later rounds necessarily repeat one of them.
+    """
     if t == 0:
         return list(range(k))
     if t == 1:
         return list(range(k))[::-1]
+    rng = random.Random(hash((seed, key, t)) & 0xFFFFFFFF)
     order = list(range(k))
-    random.Random(hash((seed, key, t)) & 0xFFFFFFFF).shuffle(order)
-    return order
+    rng.shuffle(order)
+    if math.factorial(k) <= t:  # every order has been used: a repeat cannot be avoided
+        return order
+    earlier = [round_order(k, s, seed, key) for s in range(t)]
+    for _ in range(64):
+        if order not in earlier:
+            return order
+        rng.shuffle(order)
+    return next(list(p) for p in itertools.permutations(range(k)) if list(p) not in earlier)
 
 
 @dataclass

@@ -63,6 +63,21 @@ def test_round_orders():
     assert sorted(o) == list(range(6)) and o == round_order(6, 2, 0, key=3)
 
 
+
+def test_round_orders_do_not_repeat_while_unused_orders_remain():
+    import random
+    for seed in range(20):
+        orders = [round_order(3, t, seed, key=seed * 7) for t in range(6)]
+        assert len({tuple(o) for o in orders}) == 6  # all 3! orders, each once
+        assert round_order(3, 6, seed, key=seed * 7) in orders  # then repeats are unavoidable
+    assert [round_order(2, t, 0) for t in range(3)][2] in ([0, 1], [1, 0])
+    # many candidates: the first shuffle is kept, as before this rule (committed LLM runs are unchanged)
+    for t in (2, 3, 4):
+        expect = list(range(10))
+        random.Random(hash((0, 5, t)) & 0xFFFFFFFF).shuffle(expect)
+        assert round_order(10, t, 0, key=5) == expect
+
+
 def test_decide_ties_and_none():
     assert decide([2, 1, 2]) == 2
     assert decide([3, 1, None]) == 1  # tie broken by base rank
