@@ -32,6 +32,9 @@ def rank_of_target(scores: Tensor, target: Tensor, *, ties: str = "average") -> 
 
     Returns:
         Tensor: ranks, float, shape :math:`(N,)`.
+
+    Raises:
+        ValueError: on NaN scores (infinite ones are fine).
     """
     if ties not in _TIES:
         raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
@@ -42,6 +45,8 @@ def rank_of_target(scores: Tensor, target: Tensor, *, ties: str = "average") -> 
         raise ValueError(f"target must have shape ({scores.shape[0]},), got {tuple(target.shape)}")
     if bool(((target < 0) | (target >= scores.shape[1])).any()):
         raise ValueError(f"target indices must lie in [0, {scores.shape[1]})")
+    if bool(torch.isnan(scores).any()):  # NaN compares false with everything: a NaN target would rank first
+        raise ValueError("scores contain NaN; ranks are undefined (+-inf is allowed, e.g. for masked candidates)")
     t = scores.gather(1, target[:, None])
     better = (scores > t).sum(dim=1).to(torch.float64)
     tied = (scores == t).sum(dim=1).to(torch.float64) - 1.0

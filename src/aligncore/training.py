@@ -61,7 +61,8 @@ class TrainConfig:
     patience: int | None = field(None, help="stop after this many evaluations without improvement (None: off)")
     eval_every: int = field(1, help="evaluate every this many epochs")
     checkpoint_every_steps: int | None = field(None, help="also checkpoint every this many optimiser steps")
-    resume: bool = field(True, help="continue from out_dir/last.pt when it exists")
+    resume: bool = field(True, help="continue from out_dir/last.pt when it exists; a fresh start deletes the folder's earlier "
+                                     "last.pt, best.pt and metrics.jsonl")
     checkpoint_trainable_only: bool = field(
         False, help="store only trainable parameters and buffers in checkpoints (frozen backbones are "
         "rebuilt by the caller, not saved)")
@@ -359,8 +360,11 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
                        f"step {state['step']}")
     elif is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if log_path.exists():
-            log_path.unlink()
+        # a fresh start owns the folder: an earlier run's best.pt would otherwise be restored into this model at
+        # the end (always so without an evaluation), and its last.pt resumed by a later --resume
+        for stale in (log_path, best_path, last_path):
+            if stale.exists():
+                stale.unlink()
         with open(out / "run.json", "w") as fh:
             json.dump({"config": config_to_dict(cfg), **(run_info or {})}, fh, indent=2, default=str)
 
@@ -459,7 +463,10 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
             if cfg.monitor not in metrics:
                 raise KeyError(f"evaluate() returned {sorted(metrics)}, which lacks monitor={cfg.monitor!r}")
             value = metrics[cfg.monitor]
-            if state["best"] is None or sign * value < sign * state["best"]:
+            # NaN is never an improvement, nor ever the best (every later comparison with it would fail)
+            if value != value and is_main and cfg.progress:
+                tqdm.write(f"warning: {cfg.monitor} is NaN at epoch {state['epoch']}; not a candidate for best.pt")
+            if value == value and (state["best"] is None or sign * value < sign * state["best"]):
                 state["best"], state["best_epoch"], state["bad_evals"] = value, state["epoch"], 0
                 if is_main:
                     atomic_save({"model": _model_state(model, cfg.checkpoint_trainable_only),

@@ -80,6 +80,12 @@ def test_rank_validation():
         M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 1]), ties="random")
     with pytest.raises(ValueError, match="target indices"):
         M.rank_of_target(torch.rand(2, 3), torch.tensor([0, 3]))
+    nan = float("nan")
+    for ties in ("average", "optimistic", "pessimistic"):  # a NaN target used to rank first (or 0.5)
+        with pytest.raises(ValueError, match="NaN"):
+            M.rank_of_target(torch.tensor([[nan, 2.0, 3.0]]), torch.tensor([0]), ties=ties)
+    # infinite scores stay allowed (masked candidates)
+    assert M.rank_of_target(torch.tensor([[1.0, -float("inf"), 3.0]]), torch.tensor([0])).tolist() == [2.0]
 
 
 def test_paired_hits_by_hand():

@@ -179,3 +179,43 @@ def test_cosine_schedule_warm_up_anneal_and_period():
     assert periodic[4] == pytest.approx(1e-8, abs=1e-12) and periodic[8] == pytest.approx(0.1)  # rises again
     with pytest.raises(ValueError, match="warmup_steps"):
         cosine_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 5, warmup_steps=-1)
+
+
+def _fit_small(out_dir, evaluate, *, max_epochs=4, resume=True):
+    torch.manual_seed(0)
+    model = task.Net(0.0)
+    train, _ = task.make_task()
+    cfg = TrainConfig(out_dir=str(out_dir), max_epochs=max_epochs, batch_size=16, lr=1e-2, progress=False,
+                      device="cpu", resume=resume)
+    return model, fit(model, train, loss_fn=task.loss_fn, config=cfg, evaluate=evaluate)
+
+
+def test_nan_first_evaluation_does_not_freeze_the_best_model(tmp_path):
+    _, (vx, vy) = task.make_task()
+    calls = [0]
+
+    def evaluate(m):
+        calls[0] += 1
+        return {"val_loss": float("nan") if calls[0] == 1 else float(torch.nn.functional.mse_loss(m(vx), vy))}
+
+    model, res = _fit_small(tmp_path / "a", evaluate)
+    finite = [h["val_loss"] for h in res.history[1:]]
+    assert res.best_metric == min(finite) and res.best_epoch == 2 + finite.index(min(finite))
+    # restore_best put the best epoch's weights back: the model scores the best validation loss
+    assert abs(float(torch.nn.functional.mse_loss(model(vx), vy).detach()) - res.best_metric) < 1e-6
+
+
+def test_fresh_start_does_not_restore_an_earlier_runs_best_checkpoint(tmp_path):
+    _, (vx, vy) = task.make_task()
+    _fit_small(tmp_path / "a", lambda m: {"val_loss": float(torch.nn.functional.mse_loss(m(vx), vy))})
+    assert (tmp_path / "a" / "best.pt").exists()
+    # the same folder, a fresh start (resume off), no evaluation: the weights returned are this run's own
+    model, res = _fit_small(tmp_path / "a", None, max_epochs=2, resume=False)
+    torch.manual_seed(0)
+    twin = task.Net(0.0)
+    train, _ = task.make_task()
+    fit(twin, train, loss_fn=task.loss_fn, config=TrainConfig(out_dir=str(tmp_path / "b"), max_epochs=2,
+                                                                batch_size=16, lr=1e-2, progress=False, device="cpu"))
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert not (tmp_path / "a" / "best.pt").exists()
