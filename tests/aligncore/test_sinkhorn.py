@@ -172,6 +172,7 @@ def test_potentials_are_dual_solution():
         (dict(cost=torch.rand(2, 3), a=torch.tensor([0.2, 0.2])), "equal total mass"),
         (dict(cost=torch.rand(1, 2, 3), mask_a=torch.zeros(1, 2, dtype=torch.bool)), "mask_a marks no valid"),
         (dict(cost=torch.rand(1, 2, 3), mask_b=torch.ones(1, 2, dtype=torch.bool)), r"mask_b must have shape"),
+        (dict(cost=torch.rand(2, 3), check_every=0), "check_every must be >= 1"),
     ],
 )
 def test_bad_input_raises(kwargs, match):

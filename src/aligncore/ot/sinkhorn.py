@@ -111,6 +111,8 @@ def sinkhorn(
         raise ValueError(f"eps must be a positive number, got {eps!r}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
     if tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     ma = check_mask(mask_a, "mask_a", B, n, squeezed, C.device)
