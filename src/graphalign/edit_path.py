@@ -9,7 +9,7 @@ from typing import Any
 import networkx as nx
 
 from .costs import UNIT, EditCosts
-from .exact import as_graph_arrays
+from .exact import _hashable, as_graph_arrays
 
 __all__ = ["EditOp", "edit_path", "apply_edit_path", "path_cost"]
 
@@ -96,7 +96,8 @@ def edit_path(g1: Any, g2: Any, node_map: Any, costs: EditCosts | None = None, *
     if node_label is not None:
         for u in g1:
             v = f[u]
-            if v is not None and g1.nodes[u][node_label] != g2.nodes[v][node_label]:
+            # compared as exact_ged compares them (lists / arrays as tuples, numpy scalars as Python values)
+            if v is not None and _hashable(g1.nodes[u][node_label]) != _hashable(g2.nodes[v][node_label]):
                 ops.append(EditOp("node_sub", u, costs.node_sub, g2.nodes[v][node_label]))
     ops.extend(EditOp("node_ins", v, costs.node_ins, g2.nodes[v].get(node_label) if node_label else None)
                for v in g2 if v not in inv)

@@ -58,3 +58,16 @@ def test_bad_maps_raise():
         edit_path(g, g, {0: 1, 1: 1})
     with pytest.raises(ValueError, match="not a node of g2"):
         edit_path(g, g, {0: 7})
+
+
+def test_path_compares_labels_as_the_solver_does():
+    import numpy as np
+    # a list label and the equal tuple, and numpy-array labels: exact_ged treats them as equal values, so
+    # the optimal path must carry no relabel and still sum to the value
+    for la, lb in (([1, 2], (1, 2)), (np.array([1, 2]), np.array([1, 2]))):
+        g1, g2 = nx.path_graph(2), nx.path_graph(2)
+        nx.set_node_attributes(g1, {0: la, 1: la}, "l")
+        nx.set_node_attributes(g2, {0: lb, 1: lb}, "l")
+        r = exact_ged(g1, g2, UNIT, node_label="l")
+        ops = edit_path(g1, g2, r.node_map, UNIT, node_label="l")
+        assert r.value == 0.0 and ops == [] and path_cost(ops) == r.value
