@@ -104,6 +104,9 @@ def test_shipped_graphedx_cost_labels_are_found_by_default():
     data = load_ged_pairs("aids700nef", "graphedx", max_pairs={"train": 50, "val": 50, "test": 50})
     assert data.costs == GRAPHEDX and data.node_label is None
     assert data.source["labels"] == str(path)
+    # the same costs spelled out (or as the EditCosts object) find the same file; unknown costs find none
+    assert default_label_file("aids700nef", "3,1,2,1,1") == path == default_label_file("aids700nef", GRAPHEDX)
+    assert default_label_file("aids700nef", "2,2,2,2") is None and default_label_file("aids700nef", "bogus") is None
     for s in ("train", "val", "test"):
         d = data.splits[s]
         assert len(d) == 50 and (d.target >= 0).all()

@@ -63,8 +63,12 @@ def default_label_file(dataset: str, costs: str | EditCosts, root: str | os.Path
     under the data roots (:func:`aligncore.data.resolve_dataset`), or :obj:`None`."""
     from aligncore.data import resolve_dataset
 
-    preset = costs if isinstance(costs, str) else next((k for k, v in COST_PRESETS.items() if v == costs), None)
-    if preset is None or preset.lower() not in COST_PRESETS:
+    try:
+        resolved = get_costs(costs)  # a preset name or a comma list: "3,1,2,1,1" finds GraphEdX's file too
+    except ValueError:
+        return None
+    preset = next((k for k, v in COST_PRESETS.items() if v == resolved), None)
+    if preset is None:
         return None
     for kind in ("unlabelled", "labelled"):
         name = f"{dataset.lower()}_{preset.lower()}_{kind}.npz"
