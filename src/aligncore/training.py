@@ -355,6 +355,9 @@ def _fit(model, train_data, loss_fn, cfg: TrainConfig, evaluate, collate_fn, opt
         scaler.load_state_dict(ck["scaler"])
         state.update(ck["loop"])
         _set_rng_state(ck["rng"][rank] if isinstance(ck["rng"], list) and rank < len(ck["rng"]) else ck["rng"])
+        if is_main:  # the log is written before last.pt: a kill between the two left a line the resumed run repeats
+            with open(log_path, "w") as fh:
+                fh.writelines(json.dumps(rec) + "\n" for rec in state["history"])
         if is_main and cfg.progress:
             tqdm.write(f"resumed from {last_path} at epoch {state['epoch']}, batch {state['batch_in_epoch']}, "
                        f"step {state['step']}")

@@ -219,3 +219,19 @@ def test_fresh_start_does_not_restore_an_earlier_runs_best_checkpoint(tmp_path):
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
     assert not (tmp_path / "a" / "best.pt").exists()
+
+
+def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path):
+    _, (vx, vy) = task.make_task()
+
+    def ev(m):
+        return {"val_loss": float(torch.nn.functional.mse_loss(m(vx), vy).detach())}
+
+    _fit_small(tmp_path / "a", ev, max_epochs=2)
+    log = tmp_path / "a" / "metrics.jsonl"
+    # a kill after the epoch-3 line was written but before its last.pt was saved
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"epoch": 3, "val_loss": 123.0}) + "\n")
+    _, res = _fit_small(tmp_path / "a", ev, max_epochs=3)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3] and lines == res.history
