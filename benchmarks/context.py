@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d-ff", type=int, default=None, help="head features (FSCA: 512 few-shot, 256 long-term)")
     ap.add_argument("--coarse-dim", type=int, default=512, help="coarse features (FSCA long-term: 128)")
     ap.add_argument("--head-dropout", type=float, default=0.3, help="(FSCA long-term: 0.1)")
+    ap.add_argument("--head-dropout-on", default="features", choices=["features", "outputs"],
+                    help="dsca/ofa: head dropout on the features before the output map (the table's runs) or on the "
+                         "predicted values after it (the FSCA reference's out_dropout)")
     ap.add_argument("--learned-positions", action="store_true",
                     help="dsca/ofa: a trainable zero-initialised position table beside SmolLM2's rotary encoding")
     ap.add_argument("--authors-settings", action="store_true",
@@ -273,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                                         eval_batch_size=args.eval_batch_size, patch_len=c.patch_len,
                                         stride=c.stride, gnn_layers=c.gnn_layers, d_ff=c.d_ff,
                                         coarse_dim=c.coarse_dim, head_dropout=c.head_dropout,
+                                        head_dropout_on=args.head_dropout_on,
                                         learned_positions=args.learned_positions)
                     epochs = args.epochs_full if (fs == 0 and args.epochs_full) else args.epochs
                     lr = c.lm_lr if (c.lm_lr is not None and model in ("dsca", "ofa")) else args.lr
@@ -302,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                            **settings,
                            **({"learned_positions": True} if args.learned_positions and model in ("dsca", "ofa")
                               else {}),
+                           **({"head_dropout_on": args.head_dropout_on}
+                              if args.head_dropout_on != "features" and model in ("dsca", "ofa") else {}),
                            "mse": res.test["mse"], "mae": res.test["mae"],
                            "seconds_per_epoch": res.seconds_per_epoch, "epochs": res.fit.epochs,
                            "best_epoch": res.fit.best_epoch, "best_val_mse": res.fit.best_metric,
@@ -323,8 +329,10 @@ KEY = ("dataset", "horizon", "few_shot", "model")
 
 
 def cell_key(r: dict) -> tuple:
-    """Rows fold into one cell only when they share the cell, the window and the settings' origin."""
-    return (*(r[c] for c in KEY), r.get("seq_len"), r.get("settings", "grid"))
+    """Rows fold into one cell only when they share the cell, the window, the settings' origin and the model
+    options (learned positions, head dropout placement)."""
+    return (*(r[c] for c in KEY), r.get("seq_len"), r.get("settings", "grid"), bool(r.get("learned_positions")),
+            r.get("head_dropout_on", "features"))
 
 
 def add_seeds(doc: dict, extra: list[dict]) -> dict:
@@ -377,7 +385,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace, skipped: list[
               f"batch {args.batch_size}, AdamW lr {args.lr}{lm_lr} {args.lr_schedule}, patience {args.patience}, "
               f"same epochs for every model; SmolLM2-135M first {args.n_layers} blocks, patch "
               f"{args.patch_len}/{args.stride}, graph layers at {args.gnn_layers}, d_ff {args.d_ff}, coarse "
-              f"{args.coarse_dim}, head dropout {args.head_dropout}; val/test every {args.eval_stride}-th window; "
+              f"{args.coarse_dim}, head dropout {args.head_dropout} (on the {args.head_dropout_on}); val/test every "
+              f"{args.eval_stride}-th window; "
               f"device {args.device}{' bf16 autocast' if args.amp else ''}; not run: {skipped or 'none'}")
     if args.authors_settings:
         budget = ("the FSCA scripts' per-cell settings (AUTHORS_SETTINGS in benchmarks/context.py: seq_len, patch, "

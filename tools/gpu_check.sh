@@ -12,6 +12,8 @@
 # (--authors-settings: ETTm1 seq_len 336 and lr 0.01, ETTh1-192 patch 6, ETTh2; batches of 256 series = 37
 # windows, cosine with tmax 20 epochs), one process per (cell, model),
 # seeds in $SEEDS (default "0"; 12 processes per seed). The dlinear/patchtst rows of the same windows ran on the CPU.
+# CTX_ARGS adds options to every ctx5 run, e.g. CTX_ARGS="--head-dropout-on outputs" (the FSCA reference's
+# dropout on the predicted values, session 16; rows carry head_dropout_on and fold apart from the others).
 #
 # beam (session 7): benchmarks/beam_search.py on CUDA (about a minute; writes beam_search_cuda.json).
 #
@@ -91,7 +93,8 @@ if [[ " $stages " == *" ctx5 "* ]]; then
     name="a_${ds}_${h}_${m}_s$seed"
     timeout "$T" $PY benchmarks/context.py --authors-settings --backbone-dir .gpu/ctx_backbone --device "$DEV" \
       --threads 1 --eval-batch-size 256 --lr 1e-3 --lr-schedule cosine --eval-stride $S --few-shot 0.05 \
-      --epochs $E --seed $seed --datasets $ds --horizons $h --models $m --tag "${TAG:-h200}" --out "$R/$name.json" \
+      --epochs $E --seed $seed --datasets $ds --horizons $h --models $m --tag "${TAG:-h200}" ${CTX_ARGS:-} \
+      --out "$R/$name.json" \
       >"$R/$name.log" 2>&1 & pids+=($!)
   done; done; done; done
 fi

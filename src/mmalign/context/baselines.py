@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dsca import CausalLMBackbone, InstanceNorm, n_patches, patchify
+from .dsca import CausalLMBackbone, FlattenHead, InstanceNorm, n_patches, patchify
 
 __all__ = ["moving_average", "DLinear", "PatchTST", "OFAModel"]
 
@@ -114,11 +114,14 @@ class OFAModel(nn.Module):
         patch_len (int, optional): :math:`P`. (default: :obj:`8`)
         stride (int, optional): :math:`S`. (default: :obj:`8`)
         d_ff (int, optional): hidden features read by the head (:obj:`None`: all). (default: :obj:`None`)
-        head_dropout (float, optional): dropout before the output map. (default: :obj:`0.3`)
+        head_dropout (float, optional): dropout of the output head. (default: :obj:`0.3`)
+        head_dropout_on (str, optional): ``"features"`` or ``"outputs"`` (:class:`~mmalign.context.dsca.FlattenHead`).
+            (default: :obj:`"features"`)
     """
 
     def __init__(self, backbone: CausalLMBackbone, *, seq_len: int, pred_len: int, patch_len: int = 8,
-                 stride: int = 8, d_ff: int | None = None, head_dropout: float = 0.3) -> None:
+                 stride: int = 8, d_ff: int | None = None, head_dropout: float = 0.3,
+                 head_dropout_on: str = "features") -> None:
         super().__init__()
         self.backbone = backbone
         d = backbone.hidden_size
@@ -127,8 +130,7 @@ class OFAModel(nn.Module):
         self.d_ff = d if d_ff is None else min(d_ff, d)
         self.norm = InstanceNorm()
         self.patch_embed = nn.Linear(patch_len, d)
-        self.head = nn.Sequential(nn.Flatten(-2), nn.Dropout(head_dropout),
-                                  nn.Linear(self.n_patch * self.d_ff, pred_len))
+        self.head = FlattenHead(self.n_patch * self.d_ff, pred_len, head_dropout, head_dropout_on)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3 or x.shape[1] != self.seq_len:

@@ -43,7 +43,10 @@ class ContextConfig:
     coarse_weight: float = field(1e-4, help="lambda of the coarse-to-fine feedback (authors' w_l2s: 1e-4)")
     coarse_dim: int = field(512, help="coarse features fed back to the fine tokens (authors' d_l_comp: 512)")
     d_ff: int | None = field(None, help="hidden features read by the head (None: all; authors with GPT-2: 512)")
-    head_dropout: float = field(0.3, help="dropout before the output map (authors' out_dropout: 0.3)")
+    head_dropout: float = field(0.3, help="dropout of the output head (authors' out_dropout: 0.3)")
+    head_dropout_on: str = field("features", help="dsca/ofa: head dropout on the flattened features before the "
+                                 "output map (this library's runs) or on the predicted values after it (the FSCA "
+                                 "reference's out_dropout)", choices=["features", "outputs"])
     demo_prompt: str = field(_PROMPT, help="text of the demonstration prompt between patch segments")
     task_prompt: str = field(_PROMPT, help="text of the task prompt at the end")
     moving_avg: int = field(25, help="DLinear moving-average window")

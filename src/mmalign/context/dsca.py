@@ -58,6 +58,14 @@ Differences from the authors' code, made on purpose: the head reads the patch po
 last ``n_p`` positions, which include the task prompt); each insertion point has its own graph layer (the code
 shares one); the coarse maps see the embeddings with gradient (the code detaches them); groups of unequal size
 are zero-padded rather than required to divide evenly; the test loader keeps the last partial batch.
+
+Differences not chosen for a reason, kept because the committed runs used them (found in session 16's review):
+the head's dropout acts on the flattened features before the output map, the code's ``out_dropout`` on the
+predicted values after it (``head_dropout_on="outputs"`` gives the code's placement; see
+:class:`FlattenHead`); patches are embedded by one linear map (GPT4TS/OFA), the code's
+``DataEmbedding_wo_time`` adds a convolution over neighbouring patches and a sinusoidal position term, which
+also enters the cosine edge weights; the code's GPT-2 applies its embedding dropout (0.1) to both streams,
+SmolLM2 has none.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ContextGraph", "build_context_graph", "group_normalised_weights", "batch_edges", "InstanceNorm",
-           "patchify", "n_patches", "CausalLMBackbone", "freeze_backbone", "DSCAModel"]
+           "patchify", "n_patches", "CausalLMBackbone", "freeze_backbone", "FlattenHead", "DSCAModel"]
 
 
 # ------------------------------------------------------------------------------------------ graph construction
@@ -379,6 +387,32 @@ def _graph_layer(kind: str, dim: int) -> nn.Module:
     raise ValueError(f"unknown graph layer {kind!r}; expected 'gcn' or 'gat'")
 
 
+class FlattenHead(nn.Sequential):
+    r"""The output head: flatten the last two axes, one linear map to the horizon, and dropout either on the
+    flattened features before the map (``on="features"``) or on the predicted values after it
+    (``on="outputs"``: the FSCA reference's ``out_dropout``, and PatchTST's head). The linear map is always
+    ``self[2]``, so checkpoints of either placement share their keys.
+
+    Args:
+        in_features (int): flattened width.
+        pred_len (int): horizon :math:`H`.
+        dropout (float): dropout probability.
+        on (str, optional): ``"features"`` or ``"outputs"``. (default: :obj:`"features"`)
+    """
+
+    def __init__(self, in_features: int, pred_len: int, dropout: float, on: str = "features") -> None:
+        if on not in ("features", "outputs"):
+            raise ValueError(f"head dropout acts on 'features' or 'outputs', got {on!r}")
+        super().__init__(nn.Flatten(-2), nn.Dropout(dropout if on == "features" else 0.0),
+                         nn.Linear(in_features, pred_len))
+        self.on = on
+        self.out_p = dropout if on == "outputs" else 0.0  # a float, not a module: the Sequential keeps 3 entries
+
+    def forward(self, h: Tensor) -> Tensor:
+        y = super().forward(h)
+        return F.dropout(y, self.out_p, self.training) if self.out_p > 0 else y
+
+
 class DSCAModel(nn.Module):
     r"""Context-aligned forecaster: dual-scale context graphs inside a frozen causal LM (see the module
     docstring for the full recipe).
@@ -398,7 +432,10 @@ class DSCAModel(nn.Module):
         coarse_weight (float, optional): :math:`\lambda` of the coarse-to-fine feedback. (default: :obj:`1e-4`)
         coarse_dim (int, optional): :math:`d_c`, coarse features fed back. (default: :obj:`512`)
         d_ff (int, optional): hidden features read by the head (:obj:`None`: all). (default: :obj:`None`)
-        head_dropout (float, optional): dropout before the output map. (default: :obj:`0.3`)
+        head_dropout (float, optional): dropout of the output head. (default: :obj:`0.3`)
+        head_dropout_on (str, optional): where it acts: ``"features"`` (the flattened hidden features before the
+            output map) or ``"outputs"`` (the predicted values after it, as the FSCA reference's ``out_dropout``
+            and PatchTST's head). (default: :obj:`"features"`)
 
     Shapes:
         - input: :math:`(B, L, C)`; output: :math:`(B, H, C)`
@@ -407,7 +444,7 @@ class DSCAModel(nn.Module):
     def __init__(self, backbone: CausalLMBackbone, demo_prompt: Tensor, task_prompt: Tensor, *, seq_len: int,
                  pred_len: int, patch_len: int = 8, stride: int = 8, n_segments: int = 2, gnn: str = "gcn",
                  gnn_layers: tuple[int, ...] = (0,), coarse_weight: float = 1e-4, coarse_dim: int = 512,
-                 d_ff: int | None = None, head_dropout: float = 0.3) -> None:
+                 d_ff: int | None = None, head_dropout: float = 0.3, head_dropout_on: str = "features") -> None:
         super().__init__()
         self.backbone = backbone
         d = backbone.hidden_size
@@ -446,8 +483,7 @@ class DSCAModel(nn.Module):
         self.gnn_fine = nn.ModuleList(_graph_layer(gnn, d) for _ in self.gnn_layers)
         self.gnn_coarse = nn.ModuleList(_graph_layer(gnn, d) for _ in self.gnn_layers)
         self.coarse_to_fine = nn.Linear(self.coarse_dim, d)
-        self.head = nn.Sequential(nn.Flatten(-2), nn.Dropout(head_dropout),
-                                  nn.Linear(self.n_patch * self.d_ff, pred_len))
+        self.head = FlattenHead(self.n_patch * self.d_ff, pred_len, head_dropout, head_dropout_on)
 
     # -- sequence assembly
 

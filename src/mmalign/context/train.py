@@ -108,7 +108,8 @@ def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: A
     if cfg.model == "ofa":
         backbone.drop_embedding_table()
         model = OFAModel(backbone, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
-                         stride=cfg.stride, d_ff=cfg.d_ff, head_dropout=cfg.head_dropout)
+                         stride=cfg.stride, d_ff=cfg.d_ff, head_dropout=cfg.head_dropout,
+                         head_dropout_on=cfg.head_dropout_on)
         return _with_positions(model, model.n_patch, cfg)
     if prompts is None:
         vocab = int(backbone._embed.weight.shape[0])
@@ -119,7 +120,7 @@ def build_model(cfg: ContextConfig, *, lm: nn.Module | None = None, tokenizer: A
     model = DSCAModel(backbone, demo, task, seq_len=cfg.seq_len, pred_len=cfg.pred_len, patch_len=cfg.patch_len,
                       stride=cfg.stride, n_segments=cfg.n_segments, gnn=cfg.gnn, gnn_layers=cfg.gnn_layer_tuple(),
                       coarse_weight=cfg.coarse_weight, coarse_dim=cfg.coarse_dim, d_ff=cfg.d_ff,
-                      head_dropout=cfg.head_dropout)
+                      head_dropout=cfg.head_dropout, head_dropout_on=cfg.head_dropout_on)
     return _with_positions(model, model.graph.n_nodes, cfg)
 
 

@@ -250,3 +250,37 @@ def test_learned_positions_start_neutral_and_train(model):
     assert table.weight.grad.abs().sum() > 0
     gpt2 = build_model(ContextConfig(**{**kw, "backbone": "tiny-gpt2"}, learned_positions=True), seed=3)
     assert gpt2.backbone.pos_table is None and gpt2.backbone.wpe.weight.requires_grad
+
+
+@pytest.mark.parametrize("model_kind", ["dsca", "ofa"])
+def test_head_dropout_on_features_or_on_predicted_values(tiny_lm, model_kind):
+    _, lm = tiny_lm
+
+    def make(on):
+        torch.manual_seed(0)
+        if model_kind == "dsca":
+            m = _dsca(lm, head_dropout=0.5, head_dropout_on=on)
+        else:
+            bb = CausalLMBackbone(lm, 2)
+            bb.drop_embedding_table()
+            m = OFAModel(bb, seq_len=48, pred_len=12, head_dropout=0.5, head_dropout_on=on)
+        torch.nn.init.zeros_(m.head[-1].weight)  # the head then predicts its bias, 1, whatever it reads
+        torch.nn.init.constant_(m.head[-1].bias, 1.0)
+        return m
+
+    feats, outs = make("features"), make("outputs")
+    assert feats.state_dict().keys() == outs.state_dict().keys()  # checkpoints of either placement interchange
+    x = torch.randn(8, 48, 3) * 3 + 2
+    mean = x.mean(1, keepdim=True).expand(-1, 12, -1)
+    std = torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5).expand(-1, 12, -1)
+    for m in (feats, outs):  # evaluation: no dropout anywhere, both predict mean + 1 std
+        torch.testing.assert_close(m.eval()(x), mean + std)
+    torch.manual_seed(1)
+    torch.testing.assert_close(feats.train()(x), mean + std)  # dropped features meet zero weights: no effect
+    torch.manual_seed(1)
+    y = outs.train()(x)  # dropped predictions: the normalised value 1 becomes 0 (the mean) or 1 / 0.5 = 2
+    dropped = torch.isclose(y, mean, atol=1e-5)
+    kept = torch.isclose(y, mean + 2 * std, atol=1e-4)
+    assert bool((dropped | kept).all()) and 0.3 < dropped.float().mean() < 0.7
+    with pytest.raises(ValueError, match="features' or 'outputs'"):
+        make("inputs")
