@@ -113,6 +113,14 @@ Session 15 added the RQ-VAE at seeds 1, 3 and 4 and das / two-stage at seed 4 th
 runs/s15/lm$S``; four processes side by side, then seed 4's RQ-VAE alone, 1 thread each). Seed 3's RQ-VAE was
 paired with session 14's das / two-stage retrievers through a folder of links to the three ``retrieve-*``
 folders (``--paired`` reads ``<work>/<dataset>/retrieve-<method>/test_ranks.npz``).
+
+Session 16 added a third Beauty replicate (seed 2; three processes side by side, 1 thread each), folded it into
+das.json and paired it, then moved the per-run files out of ``benchmarks/results/``::
+
+    python benchmarks/das.py --datasets beauty --methods $m --seed 2 --retriever-steps 4000 --eval-users 1000 \
+        --test-users -1 --suffix _s2_$m --work runs/s16/das/work_s2 --threads 1
+    python benchmarks/das.py --add-seeds benchmarks/results/das_s2_*.json
+    python benchmarks/das.py --paired runs/s16/das/work_s2 --seed 2
 """
 
 from __future__ import annotations
