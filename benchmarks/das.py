@@ -121,6 +121,11 @@ das.json and paired it, then moved the per-run files out of ``benchmarks/results
         --test-users -1 --suffix _s2_$m --work runs/s16/das/work_s2 --threads 1
     python benchmarks/das.py --add-seeds benchmarks/results/das_s2_*.json
     python benchmarks/das.py --paired runs/s16/das/work_s2 --seed 2
+
+and re-scored LETTER's IDs the same way (seed 0, every user tested); its row replaced session 3's H200 one::
+
+    python benchmarks/das.py --datasets beauty --methods letter --seed 0 --retriever-steps 4000 --eval-users 1000 \
+        --test-users -1 --suffix _s0_letter --work runs/s16/das/work_letter --threads 1
 """
 
 from __future__ import annotations
