@@ -61,8 +61,8 @@ class TrainConfig:
     patience: int | None = field(None, help="stop after this many evaluations without improvement (None: off)")
     eval_every: int = field(1, help="evaluate every this many epochs")
     checkpoint_every_steps: int | None = field(None, help="also checkpoint every this many optimiser steps")
-    resume: bool = field(True, help="continue from out_dir/last.pt when it exists; a fresh start deletes the folder's earlier "
-                                     "last.pt, best.pt and metrics.jsonl")
+    resume: bool = field(True, help="continue from out_dir/last.pt when it exists; a fresh start deletes "
+                                     "the folder's earlier last.pt, best.pt and metrics.jsonl")
     checkpoint_trainable_only: bool = field(
         False, help="store only trainable parameters and buffers in checkpoints (frozen backbones are "
         "rebuilt by the caller, not saved)")

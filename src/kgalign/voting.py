@@ -3,8 +3,8 @@ Alignment in Knowledge Graphs" <https://arxiv.org/abs/2412.04690>`_ paper (Sec. 
 
 For each source entity with base-ranked candidates :math:`c_1, \dots, c_k`, round :math:`t = 0, 1, \dots,
 R-1` lists the candidates in order :math:`\pi_t` (:math:`\pi_0` the base order, :math:`\pi_1` reversed,
-later rounds seeded shuffles that avoid earlier orders), asks the model, and maps its answer back to a candidate, ``none``, or an
-abstention. With :math:`v(o)` the votes of option :math:`o` after a round,
+later rounds seeded shuffles that avoid earlier orders), asks the model, and maps its answer back to a
+candidate, ``none``, or an abstention. With :math:`v(o)` the votes of option :math:`o` after a round,
 
 .. math::
     \text{stop as soon as}\ \max_o v(o) > R / 2, \qquad
@@ -64,21 +64,20 @@ def round_order(k: int, t: int, seed: int, key: int = 0) -> list[int]:
     so with few candidates (``k = 3``: 6 orders) the rounds do not re-ask a question already asked. With
     ``k = 2`` only two orders exist and later rounds necessarily repeat one of them.
     """
-    if t == 0:
-        return list(range(k))
-    if t == 1:
-        return list(range(k))[::-1]
-    rng = random.Random(hash((seed, key, t)) & 0xFFFFFFFF)
-    order = list(range(k))
-    rng.shuffle(order)
-    if math.factorial(k) <= t:  # every order has been used: a repeat cannot be avoided
-        return order
-    earlier = [round_order(k, s, seed, key) for s in range(t)]
-    for _ in range(64):
-        if order not in earlier:
-            return order
+    orders = [list(range(k)), list(range(k))[::-1]][: t + 1]
+    for s in range(2, t + 1):  # each round's draw avoids the orders of the rounds before it, built in turn
+        rng = random.Random(hash((seed, key, s)) & 0xFFFFFFFF)
+        order = list(range(k))
         rng.shuffle(order)
-    return next(list(p) for p in itertools.permutations(range(k)) if list(p) not in earlier)
+        if math.factorial(k) > s:  # unused orders remain: redraw a repeat
+            for _ in range(64):
+                if order not in orders:
+                    break
+                rng.shuffle(order)
+            else:
+                order = next(list(p) for p in itertools.permutations(range(k)) if list(p) not in orders)
+        orders.append(order)
+    return orders[t]
 
 
 @dataclass
