@@ -18,6 +18,7 @@
     python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set balance_weight=0 --out nobal.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 --set tau=0.03 --out tau003.json
     python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set multi_gate=true --out mg.json
+    python benchmarks/altmoe.py --datasets movielens --splits 10 --set text_tokens=true --out tokens.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 \
         --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
 
@@ -78,7 +79,13 @@ def export(pairs, path: Path) -> None:
     (path / "info.json").write_text(json.dumps({"name": pairs.name, **pairs.info}, default=str))
 
 
-def load(name: str, pairs_dir: str | None = None, split_seed: int = 0):
+def load(name: str, pairs_dir: str | None = None, split_seed: int = 0, tokens: bool = False):
+    if tokens:  # --set text_tokens=true: the text side per token (the pooled rows are the tokens' mean)
+        if name not in ("movielens", "dbp15k-zh-en", "dbp15k-ja-en") or pairs_dir is not None:
+            raise SystemExit("text_tokens=true: movielens or one DBP15K pair, built here (not with --pairs-dir)")
+        if name == "movielens":
+            return movielens_pairs(seed=split_seed, tokens=True)
+        return dbp15k_pairs(name[len("dbp15k-"):].replace("-", "_"), tokens=True, progress=True)
     if pairs_dir is not None:
         from mmalign.altmoe.data import folder_pairs
 
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         # (split seed, model seed) of every run
         plan = [(s, s) for s in range(args.splits)] if args.splits and ds == "movielens" else \
             [(0, s) for s in args.seeds]
-        by_split = {sp: load(ds, args.pairs_dir, sp) for sp in dict.fromkeys(sp for sp, _ in plan)}
+        by_split = {sp: load(ds, args.pairs_dir, sp, bool(overrides.get("text_tokens")))
+                    for sp in dict.fromkeys(sp for sp, _ in plan)}
         pairs = by_split[plan[0][0]]
         print(f"{ds}: {len(pairs)} pairs {pairs.dims}, train/val/test {pairs.train.numel()}/{pairs.val.numel()}/"
               f"{pairs.test.numel()}, {len(by_split)} split(s) (loaded in {time.perf_counter() - t0:.0f} s)",

@@ -138,6 +138,30 @@ def load_causal_lm(
     return model, tok
 
 
+def _state_batches(model: Any, tokenizer: Any, texts: list[str], *, n_layers: int, max_length: int,
+                   batch_size: int, progress: bool, desc: str):
+    """Yield ``(rows, h, mask)`` per batch of texts taken in order of token length: ``h`` the hidden states
+    averaged over the last ``n_layers`` layers, :math:`(b, T, d)`, ``mask`` the attention mask :math:`(b, T)`."""
+    from tqdm.auto import tqdm
+
+    if isinstance(texts, str):
+        raise TypeError("expected a list of strings, got one string")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    dev = next(model.parameters()).device
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    for s in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
+        idx = order[s:s + batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_length).to(dev)
+        hs = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
+        h = torch.stack(hs.hidden_states[-n_layers:]).mean(0) if n_layers > 1 else hs.hidden_states[-1]
+        yield torch.as_tensor(idx, device=dev), h, enc["attention_mask"]
+
+
 @torch.no_grad()
 def pooled_hidden_states(
     model: Any,
@@ -170,25 +194,48 @@ def pooled_hidden_states(
     Returns:
         Tensor: :math:`(n, d_{model})`, float32, on the model's device.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(texts, str):
         raise TypeError("pooled_hidden_states expects a list of strings, got one string")
     texts = list(texts)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    dev = next(model.parameters()).device
-    body = model.get_decoder() if hasattr(model, "get_decoder") else model
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
-    out = torch.empty(len(texts), int(model.config.hidden_size), device=dev)
-    for s in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
-        idx = order[s:s + batch_size]
-        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_length).to(dev)
-        hs = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
-        h = torch.stack(hs.hidden_states[-n_layers:]).mean(0) if n_layers > 1 else hs.hidden_states[-1]
-        m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-        out[torch.as_tensor(idx, device=dev)] = ((h * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+    out = torch.empty(len(texts), int(model.config.hidden_size), device=next(model.parameters()).device)
+    for rows, h, mask in _state_batches(model, tokenizer, texts, n_layers=n_layers, max_length=max_length,
+                                        batch_size=batch_size, progress=progress, desc=desc):
+        m = mask.unsqueeze(-1).to(h.dtype)
+        out[rows] = ((h * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
     return out
+
+
+@torch.no_grad()
+def token_hidden_states(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    n_layers: int = 1,
+    max_length: int = 64,
+    batch_size: int = 32,
+    dtype: torch.dtype = torch.float16,
+    progress: bool = False,
+    desc: str = "LM token states",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The per-token states that :func:`pooled_hidden_states` averages: hidden states averaged over the last
+    :obj:`n_layers` layers, one row per real token, right-padded with zeros.
+
+    Returns:
+        tuple: ``states`` :math:`(n, T_{max}, d_{model})` in :obj:`dtype` (:math:`T_{max}` the longest input
+        after truncation) and ``lengths`` :math:`(n,)` long; the masked mean of ``states[i, :lengths[i]]`` is
+        row :math:`i` of :func:`pooled_hidden_states` (up to the rounding of :obj:`dtype`).
+    """
+    if isinstance(texts, str):
+        raise TypeError("token_hidden_states expects a list of strings, got one string")
+    texts = list(texts)
+    dev = next(model.parameters()).device
+    lengths = torch.tensor([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]],
+                           dtype=torch.long)
+    out = torch.zeros(len(texts), int(lengths.max()) if len(texts) else 0, int(model.config.hidden_size),
+                      dtype=dtype, device=dev)
+    for rows, h, mask in _state_batches(model, tokenizer, texts, n_layers=n_layers, max_length=max_length,
+                                        batch_size=batch_size, progress=progress, desc=desc):
+        t = h.shape[1]
+        out[rows, :t] = (h * mask.unsqueeze(-1).to(h.dtype)).to(dtype)
+    return out, lengths

@@ -1,4 +1,4 @@
-"""aligncore.lm.pooled_hidden_states on a tiny random Llama (no weights needed)."""
+"""aligncore.lm.pooled_hidden_states and token_hidden_states on a tiny random Llama (no weights needed)."""
 
 import pytest
 
@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from aligncore.lm import pooled_hidden_states  # noqa: E402
+from aligncore.lm import pooled_hidden_states, token_hidden_states  # noqa: E402
 
 VOCAB = {"[PAD]": 0, "[UNK]": 1, "red": 2, "apple": 3, "pear": 4, "sweet": 5, "old": 6}
 
@@ -48,3 +48,30 @@ def test_pooled_states_truncate_and_reject_a_string(tiny):
     assert torch.allclose(out[0], reference(model, "red sweet", 1), atol=1e-5)
     with pytest.raises(TypeError):
         pooled_hidden_states(model, tok, "red apple")
+
+
+def reference_tokens(model, text: str, n_layers: int) -> torch.Tensor:
+    ids = torch.tensor([[VOCAB[w] for w in text.split()]])
+    with torch.no_grad():
+        hs = model(ids, output_hidden_states=True).hidden_states
+    return torch.stack(hs[-n_layers:]).mean(0)[0]
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_token_states_are_the_pooled_states_before_the_mean(tiny, n_layers):
+    """Per-token states: each text's real tokens equal that text encoded alone, the padding is zero, the
+    lengths are the token counts, and their mean is pooled_hidden_states' row."""
+    model, tok = tiny
+    texts = ["red sweet apple pear old", "pear", "old apple", "sweet", "red red red"]
+    states, lengths = token_hidden_states(model, tok, texts, n_layers=n_layers, batch_size=2, dtype=torch.float32)
+    assert states.shape == (5, 5, 16) and lengths.tolist() == [5, 1, 2, 1, 3]
+    pooled = pooled_hidden_states(model, tok, texts, n_layers=n_layers, batch_size=3)
+    for i, text in enumerate(texts):
+        n = int(lengths[i])
+        assert torch.allclose(states[i, :n], reference_tokens(model, text, n_layers), atol=1e-5)
+        assert (states[i, n:] == 0).all()
+        assert torch.allclose(states[i, :n].mean(0), pooled[i], atol=1e-5)
+    half, _ = token_hidden_states(model, tok, texts, n_layers=n_layers, batch_size=2)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), states, atol=1e-2)
+    with pytest.raises(TypeError):
+        token_hidden_states(model, tok, "red apple")

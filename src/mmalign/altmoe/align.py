@@ -39,20 +39,34 @@ __all__ = ["info_nce", "symmetric_info_nce", "PairDataset", "AltAligner", "Retri
            "evaluate_retrieval", "make_evaluator"]
 
 
+TOKENS = ":tokens"  #: batch key suffix of a modality's :class:`~mmalign.altmoe.connector.TokenBatch`
+
+
 class PairDataset(Dataset):
-    """Rows of a :class:`PairSet` part (``"train"``, ``"val"``, ``"test"``) as ``{modality: Tensor (d_m,)}``."""
+    """Rows of a :class:`PairSet` part (``"train"``, ``"val"``, ``"test"``) as ``{modality: Tensor (d_m,)}``.
+
+    :meth:`collate` stacks them into a batch and adds, for each modality with token states, its tokens as a
+    :class:`~mmalign.altmoe.connector.TokenBatch` under ``"<modality>:tokens"``."""
 
     def __init__(self, pairs: PairSet, part: str = "train") -> None:
         if part not in ("train", "val", "test"):
             raise ValueError(f"part must be train, val or test, got {part!r}")
         self.rows = getattr(pairs, part)
         self.mods = {k: v[self.rows] for k, v in pairs.modalities.items()}
+        self.tokens = dict(pairs.tokens)
 
     def __len__(self) -> int:
         return int(self.rows.numel())
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {k: v[i] for k, v in self.mods.items()}
+        return {k: v[i] for k, v in self.mods.items()} | ({"_row": self.rows[i]} if self.tokens else {})
+
+    def collate(self, examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        batch = {k: torch.stack([e[k] for e in examples]) for k in self.mods}
+        if self.tokens:
+            rows = torch.stack([e["_row"] for e in examples])
+            batch.update({k + TOKENS: ts.batch(rows) for k, ts in self.tokens.items()})
+        return batch
 
 
 class AltAligner(nn.Module):
@@ -82,7 +96,7 @@ class AltAligner(nn.Module):
 
     def direction_loss(self, batch: dict[str, Tensor], s: int, t: int) -> tuple[Tensor, dict[str, float]]:
         """The loss of direction ``s -> t`` on ``batch``."""
-        x, y = batch[self.names[s]], batch[self.names[t]]
+        x, y = batch.get(self.names[s] + TOKENS, batch[self.names[s]]), batch[self.names[t]]
         out = self.connector(x, s, t)
         nce = symmetric_info_nce(out.query, self.connector.key(y, t), self.tau)
         reg = F.smooth_l1_loss(out.pred, y, beta=self.beta) if out.pred is not None else torch.zeros_like(nce)
@@ -129,7 +143,8 @@ def retrieval(query: Tensor, keys: Tensor, *, ks: tuple[int, ...] = (1, 5, 10), 
 def evaluate_retrieval(connector: nn.Module, pairs: PairSet, part: str = "test",
                        directions: list[tuple[int, int]] | None = None, *, batch_size: int = 4096,
                        device: torch.device | str | None = None) -> dict[tuple[int, int], RetrievalResult]:
-    """Retrieval of held-out pairs in each direction (default: every ordered pair of modalities)."""
+    """Retrieval of held-out pairs in each direction (default: every ordered pair of modalities); a source
+    modality with token states is read per token (:class:`~mmalign.altmoe.connector.TokenBatch`)."""
     from .schedule import all_directions
 
     was = connector.training
@@ -137,10 +152,16 @@ def evaluate_retrieval(connector: nn.Module, pairs: PairSet, part: str = "test",
     dev = torch.device(device) if device is not None else next(connector.parameters()).device
     rows = getattr(pairs, part)
     mods = [pairs.modalities[n][rows] for n in pairs.names]
+
+    def source(s: int, a: int):  # a chunk of queries: pooled rows, or their tokens where the set has them
+        name = pairs.names[s]
+        if name in pairs.tokens:
+            return pairs.tokens[name].batch(rows[a:a + batch_size]).to(dev)
+        return mods[s][a:a + batch_size].to(dev)
+
     out = {}
     for s, t in directions or all_directions(len(mods)):
-        q = torch.cat([connector(mods[s][a:a + batch_size].to(dev), s, t, pred=False).query
-                       for a in range(0, len(rows), batch_size)])
+        q = torch.cat([connector(source(s, a), s, t, pred=False).query for a in range(0, len(rows), batch_size)])
         k = torch.cat([connector.key(mods[t][a:a + batch_size].to(dev), t) for a in range(0, len(rows), batch_size)])
         out[(s, t)] = retrieval(q, k)
     connector.train(was)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .connector import AltMoEConnector, ConnectorOutput
+from .connector import AltMoEConnector, ConnectorOutput, TokenBatch, source_features
 
 __all__ = ["LinearProjection", "mlp_connector"]
 
@@ -26,7 +26,8 @@ class LinearProjection(nn.Module):
         latent (int, optional): shared width :math:`d`. (default: :obj:`256`)
 
     Shapes:
-        - x: :math:`(N, d_s)`; query and key: :math:`(N, d)`
+        - x: :math:`(N, d_s)` (or a :class:`~mmalign.altmoe.connector.TokenBatch`: its mean is used); query and
+          key: :math:`(N, d)`
     """
 
     def __init__(self, dims: dict[str, int] | list[int], latent: int = 256) -> None:
@@ -41,11 +42,13 @@ class LinearProjection(nn.Module):
     def _index(self, m: int | str) -> int:
         return self.names.index(m) if isinstance(m, str) else int(m)
 
-    def forward(self, x: Tensor, src: int | str, tgt: int | str, *, pred: bool = True) -> ConnectorOutput:
+    def forward(self, x: Tensor | TokenBatch, src: int | str, tgt: int | str, *,
+                pred: bool = True) -> ConnectorOutput:
         s = self._index(src)
-        if x.dim() != 2 or x.shape[1] != self.dims[s]:
-            raise ValueError(f"x must have shape (N, {self.dims[s]}), got {tuple(x.shape)}")
-        return ConnectorOutput(self.proj[s](x), None, torch.zeros((), device=x.device))
+        feats, tokens = source_features(x, self.dims[s], self.names[s])
+        # a linear map of the tokens' mean is the mean of the mapped tokens: tokens change nothing here
+        q = self.proj[s](tokens.mean() if tokens is not None else feats)
+        return ConnectorOutput(q, None, torch.zeros((), device=q.device))
 
     def key(self, y: Tensor, tgt: int | str) -> Tensor:
         t = self._index(tgt)

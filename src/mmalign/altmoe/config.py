@@ -22,6 +22,10 @@ class AltMoEConfig:
     data_root: str | None = field(None, help="dataset root (else $ALIGNKIT_DATA, then the project's data/)")
     text_store: str | None = field(None, help="movielens: an embedding store of full SmolLM2 item embeddings "
                                               "(default: the bundled 128-d PCA of them)")
+    text_tokens: bool = field(False, help="feed the connector the text modality's per-token SmolLM2 states "
+                                          "(movielens texts, dbp15k-zh-en / ja-en names; routed per token, "
+                                          "pooled before the heads, as in M3-JEPA's reference) instead of the "
+                                          "pooled embedding; built once into the cache (minutes)")
     model: str = field("altmoe", help="connector: altmoe (MoE), mlp (one MLP expert, k x wider), "
                                       "linear (CLIP-style projections)", choices=["altmoe", "mlp", "linear"])
     experts: int = field(12, help="number of experts E")

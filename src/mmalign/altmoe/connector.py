@@ -41,6 +41,14 @@ the probabilities of overloaded experts) rather than a bounded objective.
 
 Experts run sparsely: the :math:`Nk` (token, expert) assignments are sorted by expert and each expert sees
 only its tokens (one host synchronisation per forward for the group sizes).
+
+**Token-level sources.** M3-JEPA's reference routes every token of the source sequence on its own (text
+tokens, image patches) and mean-pools the predictions afterwards. A source given as a :class:`TokenBatch`
+(the per-token states whose mean is the pooled embedding :math:`x`) is treated the same way: :math:`u` and
+:math:`h` are computed per token :math:`x_j`, each token chooses its own experts, and the heads read the mean
+:math:`\bar h = \frac1{T}\sum_j h_j` (the heads are linear, so this is the mean of the per-token heads, as
+in the reference). Keys and regression targets stay the pooled target embeddings (a linear key of the mean
+is the mean of the per-token keys).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["RouterOutput", "TopKRouter", "load_balancing_loss", "MoE", "ConnectorOutput", "AltMoEConnector"]
+__all__ = ["RouterOutput", "TopKRouter", "load_balancing_loss", "MoE", "TokenBatch", "ConnectorOutput",
+           "AltMoEConnector", "source_features"]
 
 
 @dataclass
@@ -166,6 +175,44 @@ class MoE(nn.Module):
 
 
 @dataclass
+class TokenBatch:
+    r"""The tokens of :math:`N` objects, packed: ``values[j]`` is a token of object ``segment[j]``; every
+    object has at least one token (see :class:`~mmalign.altmoe.data.TokenStates`)."""
+
+    values: Tensor  #: :math:`(M, d)` token states
+    segment: Tensor  #: :math:`(M,)` long, the object of each token, in :math:`[0, N)`
+    n: int  #: :math:`N`
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenBatch:
+        return TokenBatch(self.values.to(device, non_blocking=non_blocking),
+                          self.segment.to(device, non_blocking=non_blocking), self.n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def pool(self, h: Tensor) -> Tensor:
+        """Per-object mean of per-token rows ``h`` :math:`(M, *)` -> :math:`(N, *)`."""
+        counts = torch.bincount(self.segment, minlength=self.n).clamp_min(1).to(h.dtype)
+        out = torch.zeros((self.n, *h.shape[1:]), dtype=h.dtype, device=h.device).index_add_(0, self.segment, h)
+        return out / counts.view(-1, *([1] * (h.dim() - 1)))
+
+    def mean(self) -> Tensor:
+        """Each object's mean token, :math:`(N, d)`: its pooled embedding."""
+        return self.pool(self.values)
+
+
+def source_features(x: Tensor | TokenBatch, width: int, name: str) -> tuple[Tensor, TokenBatch | None]:
+    """The rows a connector transforms (objects, or tokens of a :class:`TokenBatch`) and the batch to pool
+    them with; checks the width."""
+    tokens = x if isinstance(x, TokenBatch) else None
+    feats = x.values if tokens is not None else x
+    if feats.dim() != 2 or feats.shape[1] != width:
+        raise ValueError(f"x must have shape (N, {width}) (or be a TokenBatch of {width}-d tokens) for modality "
+                         f"{name!r}, got {tuple(feats.shape)}")
+    return feats, tokens
+
+
+@dataclass
 class ConnectorOutput:
     """What a connector returns for one direction."""
 
@@ -192,8 +239,8 @@ class AltMoEConnector(nn.Module):
             (default: :obj:`False`)
 
     Shapes:
-        - x: :math:`(N, d_s)`; ``forward(x, s, t)`` gives :class:`ConnectorOutput`, ``key(y, t)``
-          :math:`(N, d)`.
+        - x: :math:`(N, d_s)` or a :class:`TokenBatch` of :math:`N` objects; ``forward(x, s, t)`` gives
+          :class:`ConnectorOutput` (query :math:`(N, d)`), ``key(y, t)`` :math:`(N, d)`.
     """
 
     def __init__(self, dims: dict[str, int] | list[int], latent: int = 256, hidden: int = 512, n_experts: int = 12,
@@ -228,30 +275,31 @@ class AltMoEConnector(nn.Module):
             raise IndexError(f"modality index {m} out of range [0, {len(self.dims)})")
         return m
 
-    def forward(self, x: Tensor, src: int | str, tgt: int | str, *, pred: bool = True) -> ConnectorOutput:
-        """Query (and, with ``pred``, the regression) of direction ``src -> tgt`` for source embeddings ``x``."""
+    def forward(self, x: Tensor | TokenBatch, src: int | str, tgt: int | str, *,
+                pred: bool = True) -> ConnectorOutput:
+        """Query (and, with ``pred``, the regression) of direction ``src -> tgt`` for source embeddings ``x``
+        :math:`(N, d_s)`, or a :class:`TokenBatch` of their tokens (routed per token, pooled before the heads)."""
         s, t = self._index(src), self._index(tgt)
         if s == t:
             raise ValueError(f"direction {src!r} -> {tgt!r}: source and target must differ")
-        if x.dim() != 2 or x.shape[1] != self.dims[s]:
-            raise ValueError(f"x must have shape (N, {self.dims[s]}) for modality {self.names[s]!r}, "
-                             f"got {tuple(x.shape)}")
-        u = self.drop(self.inp[s](x)) + self.direction.weight[s * len(self.dims) + t]
+        feats, tokens = source_features(x, self.dims[s], self.names[s])
+        pool = tokens.pool if tokens is not None else (lambda h: h)
+        u = self.drop(self.inp[s](feats)) + self.direction.weight[s * len(self.dims) + t]
         # the router reads u after dropout, so in training the dropout draw also perturbs the routing (a kind of
         # router noise). Routing on the features before dropout was measured (session 15, MovieLens, ten splits,
         # paired): Recall@1 fell by 0.003 +- 0.002 text->behaviour and 0.004 +- 0.002 behaviour->text, so it stays.
         if not self.multi_gate:
             mixed, r = self.moe(u)
-            h = u + F.gelu(self.norm(mixed))
+            h = pool(u + F.gelu(self.norm(mixed)))
             return ConnectorOutput(self.q_head[t](h), self.reg_head[t](h) if pred else None, r.aux_loss, r.experts)
         uc = u + self.task[0]
         mixed, r = self.moe(uc)
-        q = self.q_head[t](uc + F.gelu(self.norm(mixed)))
+        q = self.q_head[t](pool(uc + F.gelu(self.norm(mixed))))
         if not pred:
             return ConnectorOutput(q, None, r.aux_loss, r.experts)
         ur = u + self.task[1]
         mixed_r, r_r = self.moe(ur)
-        y_hat = self.reg_head[t](ur + F.gelu(self.reg_norm(mixed_r)))
+        y_hat = self.reg_head[t](pool(ur + F.gelu(self.reg_norm(mixed_r))))
         return ConnectorOutput(q, y_hat, (r.aux_loss + r_r.aux_loss) / 2, r.experts)
 
     def key(self, y: Tensor, tgt: int | str) -> Tensor:

@@ -20,7 +20,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,12 +30,81 @@ from aligncore.data import open_text, resolve_dataset
 
 from .store import EmbeddingStore
 
-__all__ = ["PairSet", "split_indices", "synthetic_pairs", "movielens_pairs", "movielens_items",
+if TYPE_CHECKING:
+    from .connector import TokenBatch
+
+__all__ = ["TokenStates", "PairSet", "cached_token_states", "movielens_token_states", "split_indices", "synthetic_pairs", "movielens_pairs", "movielens_items",
            "movielens_text_store", "dbp15k_pairs", "dbp15k_pooled_pairs", "dbp15k_links", "folder_pairs", "load_pairs", "export_pca",
            "MOVIELENS", "VENDORED_MOVIELENS_TEXT"]
 
 MOVIELENS = "recsys/ml-latest-small"
 VENDORED_MOVIELENS_TEXT = "altmoe/movielens_smollm2_pca128.npz"
+
+
+@dataclass
+class TokenStates:
+    r"""Per-token states of :math:`N` objects of varying token counts, packed: object :math:`i`'s tokens are
+    ``values[offsets[i]:offsets[i + 1]]``. A modality's pooled embedding is their mean (:meth:`pooled`).
+
+    Args:
+        values (Tensor): :math:`(M, d)` token states of all objects, one after the other (float16 keeps
+            them small; batches come out float32).
+        offsets (Tensor): :math:`(N + 1,)` long, non-decreasing, ``offsets[0] = 0``, ``offsets[-1] = M``;
+            every object needs at least one token.
+    """
+
+    values: Tensor
+    offsets: Tensor
+
+    def __post_init__(self) -> None:
+        o = self.offsets
+        if self.values.dim() != 2 or o.dim() != 1 or o.numel() < 1:
+            raise ValueError(f"TokenStates: values must be (M, d) and offsets (N+1,), got "
+                             f"{tuple(self.values.shape)} and {tuple(o.shape)}")
+        if int(o[0]) != 0 or int(o[-1]) != self.values.shape[0] or bool((o[1:] <= o[:-1]).any()):
+            raise ValueError("TokenStates: offsets must start at 0, end at M and increase strictly "
+                             "(every object needs a token)")
+
+    @classmethod
+    def from_padded(cls, states: Tensor, lengths: Tensor) -> TokenStates:
+        """Pack right-padded states :math:`(N, T, d)` with token counts :math:`(N,)`."""
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        keep = torch.arange(states.shape[1]) < lengths.unsqueeze(1)
+        return cls(states[keep], torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]))
+
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def batch(self, rows: Tensor) -> TokenBatch:
+        """The tokens of objects ``rows`` as a float32 :class:`~mmalign.altmoe.connector.TokenBatch` (object
+        ``j`` of the batch is ``rows[j]``)."""
+        from .connector import TokenBatch
+
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        n = self.lengths[rows]
+        seg = torch.repeat_interleave(torch.arange(rows.numel()), n)
+        first = torch.repeat_interleave(self.offsets[rows] - (n.cumsum(0) - n), n)
+        return TokenBatch(self.values[first + torch.arange(seg.numel())].float(), seg, rows.numel())
+
+    def pooled(self, chunk: int = 4096) -> Tensor:
+        """The mean of each object's tokens, :math:`(N, d)` float32."""
+        return torch.cat([self.batch(torch.arange(a, min(a + chunk, len(self)))).mean()
+                          for a in range(0, len(self), chunk)])
+
+    def affine(self, shift: Tensor, scale: Tensor, chunk: int = 65536) -> TokenStates:
+        """Every token mapped to ``(x - shift) / scale`` (so :meth:`pooled` maps the same way), same dtype."""
+        out = torch.empty_like(self.values)
+        for a in range(0, out.shape[0], chunk):
+            out[a:a + chunk] = ((self.values[a:a + chunk].float() - shift) / scale).to(out.dtype)
+        return TokenStates(out, self.offsets)
 
 
 @dataclass
@@ -48,6 +117,9 @@ class PairSet:
         ids (list[str]): the name of each row (item id, entity URI, ...).
         train, val, test (Tensor): disjoint row indices (long).
         info (dict): provenance (encoders, dimensions, sources).
+        tokens (dict[str, TokenStates], optional): per-token states of some modalities, whose means are those
+            modalities' rows (a connector can then route each token, as M3-JEPA's reference does, and pool
+            after; keys and regression targets stay the pooled rows).
     """
 
     name: str
@@ -57,6 +129,7 @@ class PairSet:
     val: Tensor
     test: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, TokenStates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.modalities) < 2:
@@ -68,6 +141,10 @@ class PairSet:
                                  f"expected ({n}, d)")
             if not torch.isfinite(v).all():
                 raise ValueError(f"pair set {self.name!r}: modality {k!r} contains non-finite values")
+        for k, ts in self.tokens.items():
+            if k not in self.modalities or len(ts) != n or ts.dim != self.modalities[k].shape[1]:
+                raise ValueError(f"pair set {self.name!r}: token states {k!r} ({len(ts)} x {ts.dim}) do not match "
+                                 f"a modality of {n} rows (widths {self.dims})")
         for part in ("train", "val", "test"):
             idx = getattr(self, part)
             if idx.numel() and (idx.min() < 0 or idx.max() >= n):
@@ -88,13 +165,17 @@ class PairSet:
         return len(self.ids)
 
     def standardised(self) -> PairSet:
-        """A copy with every modality z-scored per column with the training rows' mean and std."""
-        mods = {}
+        """A copy with every modality z-scored per column with the training rows' mean and std (token states
+        with the same map)."""
+        mods, toks = {}, {}
         for k, v in self.modalities.items():
             tr = v[self.train]
-            mods[k] = (v - tr.mean(0)) / (tr.std(0) + 1e-6)
+            mu, sd = tr.mean(0), tr.std(0) + 1e-6
+            mods[k] = (v - mu) / sd
+            if k in self.tokens:  # the same map per token, so the tokens' mean stays the pooled row
+                toks[k] = self.tokens[k].affine(mu, sd)
         return PairSet(self.name, mods, self.ids, self.train, self.val, self.test,
-                       {**self.info, "standardised": True})
+                       {**self.info, "standardised": True}, toks)
 
 
 def split_indices(n: int, val: float = 0.1, test: float = 0.1, *, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -207,8 +288,51 @@ def movielens_text_store(root: str | os.PathLike | None = None, store: str | os.
     return w.close()
 
 
+def cached_token_states(path: str | os.PathLike, ids: list[str], texts: list[str], encoder, *,
+                        batch_size: int = 32, progress: bool = True, info: dict[str, Any] | None = None) -> TokenStates:
+    """Per-token states of ``texts`` from ``encoder`` (a :class:`~mmalign.altmoe.encoders.LMTextEncoder`, or a
+    callable returning one, so that a cache hit loads no model), kept in float16 under ``path`` (``values.npy``,
+    ``offsets.npy``, ``ids.json``) and reused while the ids match."""
+    path = Path(path)
+    meta = path / "ids.json"
+    if meta.exists() and json.loads(meta.read_text()).get("ids") == ids:
+        return TokenStates(torch.from_numpy(np.load(path / "values.npy")),
+                           torch.from_numpy(np.load(path / "offsets.npy")))
+    enc = encoder() if not hasattr(encoder, "tokens") else encoder
+    states, lengths = enc.tokens(texts, batch_size=batch_size, progress=progress)
+    ts = TokenStates.from_padded(states, lengths)
+    del states
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "values.npy", ts.values.numpy())
+    np.save(path / "offsets.npy", ts.offsets.numpy())
+    meta.write_text(json.dumps({"ids": ids, "dtype": str(ts.values.dtype), **(info or {})}))
+    return ts
+
+
+def movielens_token_states(root: str | os.PathLike | None = None, path: str | os.PathLike | None = None, *,
+                           model: str = "smollm2", max_layers: int | None = 8, batch_size: int = 32,
+                           threads: int | None = None, progress: bool = True) -> tuple[TokenStates, list[str]]:
+    """Build (once) or open the per-token SmolLM2 states of the MovieLens item texts: the states that
+    :func:`movielens_text_store` mean-pools (same model, first 8 layers, mean of layers 7 and 8, 64 tokens at
+    most), kept per token in float16 under ``path`` (default ``$ALIGNKIT_CACHE/altmoe/movielens-smollm2-tokens``;
+    about 0.24 GB, 207,210 tokens; two minutes on a 2-core CPU). Returns the states and the movie ids."""
+    from .encoders import LMTextEncoder
+
+    items = movielens_items(root)
+    ids = [str(m) for m in items["movie_ids"]]
+    if threads is not None:
+        torch.set_num_threads(threads)
+    ts = cached_token_states(path if path is not None else default_cache("movielens-smollm2-tokens"), ids,
+                             items["texts"], lambda: LMTextEncoder(model, max_layers=max_layers),
+                             batch_size=batch_size, progress=progress,
+                             info={"encoder": f"LMTextEncoder({model}, n_layers=2, max_length=64, "
+                                              f"max_layers={max_layers}).tokens"})
+    return ts, ids
+
+
 def movielens_pairs(root: str | os.PathLike | None = None, *, text_store: str | os.PathLike | None = None,
-                    mf_dim: int = 64, val: float = 0.1, test: float = 0.1, seed: int = 0) -> PairSet:
+                    mf_dim: int = 64, val: float = 0.1, test: float = 0.1, seed: int = 0,
+                    tokens: bool = False, token_store: str | os.PathLike | None = None) -> PairSet:
     r"""MovieLens latest-small: ``text`` (SmolLM2 content embeddings) against ``behaviour`` (rank-:obj:`mf_dim`
     PureSVD item factors of the ratings), one row per rated movie (9,724), random 80/10/10 split by movie.
 
@@ -218,12 +342,28 @@ def movielens_pairs(root: str | os.PathLike | None = None, *, text_store: str | 
             SmolLM2 embeddings); by default the bundled ``data/altmoe/movielens_smollm2_pca128.npz`` (the
             same embeddings reduced by PCA to 128 dimensions, float16) is used.
         mf_dim (int, optional): behaviour embedding width. (default: :obj:`64`)
+        tokens (bool, optional): also give the text modality's per-token states
+            (:func:`movielens_token_states`, built on first use) as ``tokens["text"]``; the ``text`` rows are
+            then their means (the full 576-d embeddings, pooled from the float16 token states), and
+            :obj:`text_store` must be left out. (default: :obj:`False`)
+        token_store (str, optional): where the token states are kept (see :func:`movielens_token_states`).
     """
     from .encoders import mf_item_embeddings
 
     items = movielens_items(root)
     ids = [str(m) for m in items["movie_ids"]]
-    if text_store is not None:
+    toks: dict[str, TokenStates] = {}
+    if tokens:
+        if text_store is not None:
+            raise ValueError("movielens_pairs: tokens=True pools the text rows from the token states; "
+                             "leave text_store out")
+        ts, ts_ids = movielens_token_states(root, token_store)
+        if ts_ids != ids:
+            raise ValueError("movielens_pairs: the token states' movie ids differ from the items'")
+        toks["text"] = ts
+        text = ts.pooled()
+        text_src = f"mean of per-token SmolLM2 states ({token_store or 'default token store'})"
+    elif text_store is not None:
         st = EmbeddingStore(text_store)
         missing = [i for i in ids if i not in st.index]
         if missing:
@@ -244,7 +384,8 @@ def movielens_pairs(root: str | os.PathLike | None = None, *, text_store: str | 
                              len(ids), mf_dim, seed=seed)
     tr, va, te = split_indices(len(ids), val, test, seed=seed)
     return PairSet("movielens", {"text": text, "behaviour": beh}, ids, tr, va, te,
-                   {"text": text_src, "behaviour": f"PureSVD rank {mf_dim} of {items['source']}/ratings.csv"})
+                   {"text": text_src, "behaviour": f"PureSVD rank {mf_dim} of {items['source']}/ratings.csv",
+                    **({"tokens": ["text"]} if toks else {})}, toks)
 
 
 # ------------------------------------------------------------------------------------------ DBP15K
@@ -275,7 +416,7 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                  name_store: str | os.PathLike | None = None, struct_dim: int = 96, rel_dim: int = 32,
                  transe_dim: int = 128, transe_epochs: int = 100, val: float = 0.1, seed: int = 0,
                  model: str = "smollm2", max_layers: int | None = 1, name_encoder=None,
-                 progress: bool = True) -> PairSet:
+                 tokens: bool = False, progress: bool = True) -> PairSet:
     r"""DBP15K linked entities: ``structure`` of KG1 (:func:`~mmalign.altmoe.encoders.spectral_structure_embeddings`
     of its relation triples, joined with :func:`~mmalign.altmoe.encoders.transe_embeddings` trained on the same
     triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built once into an
@@ -295,6 +436,8 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
             once (1-5 minutes on a 2-core CPU) and cached under ``$ALIGNKIT_CACHE/altmoe``, keyed by the
             triples' content. (default: :obj:`128`)
         transe_epochs (int, optional): TransE passes over the triples. (default: :obj:`100`)
+        tokens (bool, optional): also give the names' per-token states as ``tokens["names"]`` (cached beside
+            the name store, ``<store>-tokens``); the ``names`` rows are then their means. (default: :obj:`False`)
     """
     from .encoders import LMTextEncoder, spectral_structure_embeddings, transe_embeddings
     from .store import build_store
@@ -322,18 +465,28 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
     names = [_uri_name(u) for u in uris]
     path = Path(name_store) if name_store is not None else default_cache(
         f"dbp15k-{pair}-names-{model}-L{max_layers}")
-    try:
-        st = EmbeddingStore(path)
-        if st.ids != uris:
-            raise ValueError("ids differ")
-    except (FileNotFoundError, ValueError):
-        enc = name_encoder if name_encoder is not None else LMTextEncoder(model, max_length=32,
-                                                                         max_layers=max_layers)
-        st = build_store(path, enc, names, ids=uris, batch_size=64, progress=progress,
-                         info={"encoder": type(enc).__name__ if name_encoder is not None else
-                               f"LMTextEncoder({model}, n_layers=2, max_layers={max_layers})",
-                               "texts": "KG2 URI names"})
-    name_emb = st.load()
+    toks: dict[str, TokenStates] = {}
+    if tokens:
+        ts = cached_token_states(path.with_name(path.name + "-tokens"), uris, names, name_encoder if name_encoder
+                                 is not None else lambda: LMTextEncoder(model, max_length=32, max_layers=max_layers),
+                                 batch_size=64, progress=progress,
+                                 info={"encoder": f"LMTextEncoder({model}, n_layers=2, max_length=32, "
+                                                  f"max_layers={max_layers}).tokens", "texts": "KG2 URI names"})
+        toks["names"] = ts
+        name_emb = ts.pooled()
+    else:
+        try:
+            st = EmbeddingStore(path)
+            if st.ids != uris:
+                raise ValueError("ids differ")
+        except (FileNotFoundError, ValueError):
+            enc = name_encoder if name_encoder is not None else LMTextEncoder(model, max_length=32,
+                                                                             max_layers=max_layers)
+            st = build_store(path, enc, names, ids=uris, batch_size=64, progress=progress,
+                             info={"encoder": type(enc).__name__ if name_encoder is not None else
+                                   f"LMTextEncoder({model}, n_layers=2, max_layers={max_layers})",
+                                   "texts": "KG2 URI names"})
+        name_emb = st.load()
     s = struct[[pos1[int(e)] for e in links[:, 0]]]
     n_sup = len(raw["sup"])
     perm = torch.randperm(n_sup, generator=torch.Generator().manual_seed(seed))
@@ -344,7 +497,7 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                    torch.arange(n_sup, len(links)),
                    {"structure": f"spectral {struct_dim} + relation-usage {rel_dim} + TransE {transe_dim} "
                                  f"({transe_epochs} epochs) of {raw['source']}/triples_1",
-                    "names": f"store {path}"})
+                    "names": f"store {path}" + ("-tokens (mean of the per-token states)" if toks else "")}, toks)
 
 
 def dbp15k_pooled_pairs(pairs: tuple[str, ...] = ("zh_en", "ja_en"), root: str | os.PathLike | None = None, *,
@@ -424,13 +577,17 @@ def folder_pairs(path: str | os.PathLike, *, seed: int = 0) -> PairSet:
 
 
 def load_pairs(spec: str, root: str | os.PathLike | None = None, *, seed: int = 0,
-               text_store: str | None = None, progress: bool = True) -> PairSet:
+               text_store: str | None = None, tokens: bool = False, progress: bool = True) -> PairSet:
     """``"movielens"``, ``"dbp15k-zh-en"``, ``"dbp15k-ja-en"``, ``"dbp15k-zh+ja-en"`` (both pooled), ``"synthetic"`` or
-    a folder path."""
+    a folder path. ``tokens``: per-token text states (MovieLens texts, DBP15K names: :func:`movielens_pairs`,
+    :func:`dbp15k_pairs`)."""
+    if tokens and spec not in ("movielens", "dbp15k-zh-en", "dbp15k-ja-en"):
+        raise ValueError(f"--pairs {spec!r}: per-token states are available for movielens and one DBP15K pair only")
     if spec == "movielens":
-        return movielens_pairs(root, text_store=text_store, seed=seed)
+        return movielens_pairs(root, text_store=text_store, seed=seed, tokens=tokens)
     if spec in ("dbp15k-zh-en", "dbp15k-ja-en"):
-        return dbp15k_pairs(spec[len("dbp15k-"):].replace("-", "_"), root, seed=seed, progress=progress)
+        return dbp15k_pairs(spec[len("dbp15k-"):].replace("-", "_"), root, seed=seed, tokens=tokens,
+                            progress=progress)
     if spec == "dbp15k-zh+ja-en":
         return dbp15k_pooled_pairs(("zh_en", "ja_en"), root, seed=seed, progress=progress)
     if spec == "synthetic":

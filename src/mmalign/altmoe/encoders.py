@@ -116,6 +116,16 @@ class LMTextEncoder(nn.Module):
         return pooled_hidden_states(self.lm, self.tokenizer, list(texts), n_layers=self.n_layers,
                                     max_length=self.max_length, batch_size=max(len(texts), 1))
 
+    def tokens(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> tuple[Tensor, Tensor]:
+        """The per-token states whose masked mean :meth:`forward` returns: ``(states (b, T, d) float16,
+        lengths (b,))`` (:func:`aligncore.lm.token_hidden_states`)."""
+        if isinstance(texts, str):
+            raise TypeError("LMTextEncoder expects a list of strings, got one string")
+        from aligncore.lm import token_hidden_states
+
+        return token_hidden_states(self.lm, self.tokenizer, list(texts), n_layers=self.n_layers,
+                                   max_length=self.max_length, batch_size=batch_size, progress=progress)
+
 
 def mf_item_embeddings(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
                        dim: int = 64, *, seed: int = 0) -> Tensor:

@@ -87,6 +87,7 @@ def train_altmoe(pairs: PairSet, cfg: AltMoEConfig, train_cfg: TrainConfig) -> T
     sched = None if schedule == "constant" else functools.partial(
         cosine_schedule, warmup_steps=round(warmup * steps_per_epoch(len(train), train_cfg)))
     res = fit(aligner, train, loss_fn=lambda model, batch: model(batch), config=train_cfg, scheduler=sched,
+              collate_fn=train.collate,
               evaluate=make_evaluator(pairs, "val") if has_val else None,
               run_info={"altmoe": config_to_dict(cfg), "pairs": pairs.name, "pairs_info": pairs.info,
                         "n_params": n_params, "sizes": {p: int(getattr(pairs, p).numel())
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                    description="Train an Alt-MoE connector between frozen encoders.")
     t0 = time.perf_counter()
     pairs = load_pairs(cfg.pairs, cfg.data_root, seed=cfg.split_seed, text_store=cfg.text_store,
-                       progress=train_cfg.progress)
+                       tokens=cfg.text_tokens, progress=train_cfg.progress)
     print(f"pairs {pairs.name}: {len(pairs)} rows, modalities {pairs.dims}, train/val/test "
           f"{pairs.train.numel()}/{pairs.val.numel()}/{pairs.test.numel()} ({time.perf_counter() - t0:.1f} s)")
     out = train_altmoe(pairs, cfg, train_cfg)

@@ -184,3 +184,33 @@ def test_dbp15k_structure_joins_transe_trained_once_and_cached(tmp_path, monkeyp
     again = dbp15k_pairs("zh_en", tmp_path, **kw)
     assert torch.equal(again.modalities["structure"][:, :5], first.modalities["structure"][:, :5])
     assert not again.modalities["structure"][:, 5:].any()
+
+
+def test_dbp15k_pairs_with_name_tokens_pools_them_and_caches(tmp_path):
+    """tokens=True: the names' per-token states are kept (float16, cached beside the store) and the names rows
+    are their means; a second build reads the cache without the encoder."""
+    _fake_dbp15k(tmp_path)
+
+    class WordEncoder:  # one token per word: (number of letters, the word's number or -1)
+        calls = 0
+
+        def tokens(self, texts, *, batch_size=32, progress=False):
+            WordEncoder.calls += 1
+            words = [t.split() for t in texts]
+            t = max(len(w) for w in words)
+            states = torch.zeros(len(texts), t, 2, dtype=torch.float16)
+            for i, ws in enumerate(words):
+                for j, w in enumerate(ws):
+                    states[i, j] = torch.tensor([len(w), float(w) if w.isdigit() else -1.0])
+            return states, torch.tensor([len(w) for w in words])
+
+    kw = dict(name_store=tmp_path / "store", struct_dim=3, rel_dim=2, val=0.2, transe_dim=0, progress=False,
+              tokens=True)
+    pairs = dbp15k_pairs("zh_en", tmp_path, name_encoder=WordEncoder(), **kw)
+    ts = pairs.tokens["names"]
+    assert ts.lengths.tolist() == [3] * 12  # "Name <i> é"
+    torch.testing.assert_close(ts.pooled(), pairs.modalities["names"])
+    assert pairs.modalities["names"][:, 1].tolist() == pytest.approx([(i - 2) / 3 for i in range(12)])
+    again = dbp15k_pairs("zh_en", tmp_path, name_encoder=lambda: 1 / 0, **kw)
+    assert WordEncoder.calls == 1 and torch.equal(again.tokens["names"].values, ts.values)
+    assert (tmp_path / "store-tokens" / "values.npy").exists()
