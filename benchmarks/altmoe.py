@@ -18,7 +18,11 @@
     python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set balance_weight=0 --out nobal.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 --set tau=0.03 --out tau003.json
     python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set multi_gate=true --out mg.json
-    python benchmarks/altmoe.py --datasets movielens --splits 10 --set text_tokens=true --out tokens.json
+    # session 17, token-level sources (the text side per token: MovieLens texts, DBP15K names), paired by seed
+    python benchmarks/altmoe.py --datasets movielens --models altmoe --splits 10 --set text_tokens=true --out tok.json
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --seeds 0 1 2 3 4 5 6 7 8 9 \
+        --set text_tokens=true --out dbp_tok.json       # and without --set for the pooled runs they pair with
+    python benchmarks/altmoe.py --datasets movielens --splits 10 --set text_tokens=true token_stats=true --out tst.json
     python benchmarks/altmoe.py --datasets movielens --splits 10 \
         --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
 
@@ -191,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                              **{m: round(statistics.mean(v), 4) for m, v in vals.items()},
                              "recall@1_std": round(statistics.pstdev(vals["recall@1"]), 4),
                              "seeds": len(runs), "splits": len({sp for sp, _ in plan}),
-                             "recall@1_runs": [round(v, 4) for v in vals["recall@1"]], "params": runs[0][0].n_params,
+                             "recall@1_runs": [round(v, 4) for v in vals["recall@1"]],
+                             "val_mean_recall@1_runs": [None if o.fit.best_metric is None else round(o.fit.best_metric, 4)
+                                                        for o, _ in runs],
+                             "params": runs[0][0].n_params,
                              "seconds_per_epoch": round(statistics.mean(o.seconds_per_epoch for o, _ in runs), 3),
                              "train_pairs": int(pairs.train.numel()), "test_pairs": int(pairs.test.numel())})
     machine = f"{platform.machine()} {os.cpu_count()} cores" + (

@@ -26,6 +26,9 @@ class AltMoEConfig:
                                           "(movielens texts, dbp15k-zh-en / ja-en names; routed per token, "
                                           "pooled before the heads, as in M3-JEPA's reference) instead of the "
                                           "pooled embedding; built once into the cache (minutes)")
+    token_stats: bool = field(False, help="with text_tokens: z-score the tokens with the training tokens' own "
+                                          "statistics (the text rows become their mean) instead of the pooled "
+                                          "rows'")
     model: str = field("altmoe", help="connector: altmoe (MoE), mlp (one MLP expert, k x wider), "
                                       "linear (CLIP-style projections)", choices=["altmoe", "mlp", "linear"])
     experts: int = field(12, help="number of experts E")

@@ -164,18 +164,26 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def standardised(self) -> PairSet:
-        """A copy with every modality z-scored per column with the training rows' mean and std (token states
-        with the same map)."""
+    def standardised(self, *, token_stats: bool = False) -> PairSet:
+        """A copy with every modality z-scored per column with the training rows' mean and std. Token states
+        get the same map, so their mean stays the pooled row; with ``token_stats`` a modality with token states
+        is z-scored with the statistics of its training objects' tokens instead, and its rows become the mean
+        of the standardised tokens (the pooled rows' statistics can leave single tokens far out: SmolLM2's
+        middle-layer states carry a massive activation on the first token, up to 85 pooled sd)."""
         mods, toks = {}, {}
         for k, v in self.modalities.items():
+            if k in self.tokens and token_stats:
+                x = self.tokens[k].batch(self.train).values.double()
+                toks[k] = self.tokens[k].affine(x.mean(0).float(), x.std(0).float() + 1e-6)
+                mods[k] = toks[k].pooled()
+                continue
             tr = v[self.train]
             mu, sd = tr.mean(0), tr.std(0) + 1e-6
             mods[k] = (v - mu) / sd
             if k in self.tokens:  # the same map per token, so the tokens' mean stays the pooled row
                 toks[k] = self.tokens[k].affine(mu, sd)
         return PairSet(self.name, mods, self.ids, self.train, self.val, self.test,
-                       {**self.info, "standardised": True}, toks)
+                       {**self.info, "standardised": "token statistics" if token_stats and toks else True}, toks)
 
 
 def split_indices(n: int, val: float = 0.1, test: float = 0.1, *, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:

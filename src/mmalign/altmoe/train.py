@@ -72,7 +72,7 @@ class TrainOutcome:
 def train_altmoe(pairs: PairSet, cfg: AltMoEConfig, train_cfg: TrainConfig) -> TrainOutcome:
     """Train ``cfg.model`` on ``pairs`` with :func:`aligncore.training.fit`; evaluate on the test rows."""
     if cfg.standardise:
-        pairs = pairs.standardised()
+        pairs = pairs.standardised(token_stats=cfg.token_stats)
     torch.manual_seed(train_cfg.seed)  # same initial weights for a given seed, whatever was drawn before
     aligner = build_aligner(cfg, pairs, seed=train_cfg.seed)
     n_params = sum(p.numel() for p in aligner.parameters() if p.requires_grad)

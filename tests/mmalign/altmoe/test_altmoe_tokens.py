@@ -181,3 +181,15 @@ def test_token_options_are_checked():
         movielens_pairs(text_store="somewhere", tokens=True)
     with pytest.raises(ValueError, match="available for movielens"):
         load_pairs("synthetic", tokens=True)
+
+
+def test_standardising_with_token_statistics():
+    """token_stats: the training objects' tokens get mean 0 and sd 1 per column, and the rows are the mean of
+    the standardised tokens; other modalities are z-scored as before."""
+    p = _token_pairs(80)
+    s = p.standardised(token_stats=True)
+    x = s.tokens["a"].batch(p.train).values.double()
+    np.testing.assert_allclose(x.mean(0).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x.std(0).numpy(), 1.0, atol=1e-4)
+    torch.testing.assert_close(s.modalities["a"], s.tokens["a"].pooled())
+    torch.testing.assert_close(s.modalities["b"], p.standardised().modalities["b"])
