@@ -94,6 +94,22 @@ class TokenStates:
         first = torch.repeat_interleave(self.offsets[rows] - (n.cumsum(0) - n), n)
         return TokenBatch(self.values[first + torch.arange(seg.numel())].float(), seg, rows.numel())
 
+    def column_stats(self, rows: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+        """Per-column mean and (unbiased) std of the tokens of objects ``rows``, float32, accumulated in float64
+        over chunks of objects (the tokens are never all copied at once)."""
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        total = torch.zeros(self.dim, dtype=torch.float64)
+        sq = torch.zeros(self.dim, dtype=torch.float64)
+        count = 0
+        for a in range(0, rows.numel(), chunk):
+            x = self.batch(rows[a:a + chunk]).values.double()
+            total += x.sum(0)
+            sq += (x * x).sum(0)
+            count += x.shape[0]
+        mean = total / count
+        var = (sq - count * mean * mean).clamp_min(0.0) / max(count - 1, 1)
+        return mean.float(), var.sqrt().float()
+
     def pooled(self, chunk: int = 4096) -> Tensor:
         """The mean of each object's tokens, :math:`(N, d)` float32."""
         return torch.cat([self.batch(torch.arange(a, min(a + chunk, len(self)))).mean()
@@ -173,8 +189,8 @@ class PairSet:
         mods, toks = {}, {}
         for k, v in self.modalities.items():
             if k in self.tokens and token_stats:
-                x = self.tokens[k].batch(self.train).values.double()
-                toks[k] = self.tokens[k].affine(x.mean(0).float(), x.std(0).float() + 1e-6)
+                mu, sd = self.tokens[k].column_stats(self.train)
+                toks[k] = self.tokens[k].affine(mu, sd + 1e-6)
                 mods[k] = toks[k].pooled()
                 continue
             tr = v[self.train]
@@ -445,7 +461,9 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
             triples' content. (default: :obj:`128`)
         transe_epochs (int, optional): TransE passes over the triples. (default: :obj:`100`)
         tokens (bool, optional): also give the names' per-token states as ``tokens["names"]`` (cached beside
-            the name store, ``<store>-tokens``); the ``names`` rows are then their means. (default: :obj:`False`)
+            the name store, ``<store>-tokens``); the ``names`` rows are then their means. A :obj:`name_encoder`
+            must then have a ``tokens(texts, batch_size=, progress=)`` method like
+            :meth:`~mmalign.altmoe.encoders.LMTextEncoder.tokens`. (default: :obj:`False`)
     """
     from .encoders import LMTextEncoder, spectral_structure_embeddings, transe_embeddings
     from .store import build_store
