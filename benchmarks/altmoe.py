@@ -83,7 +83,13 @@ def export(pairs, path: Path) -> None:
     (path / "info.json").write_text(json.dumps({"name": pairs.name, **pairs.info}, default=str))
 
 
-def load(name: str, pairs_dir: str | None = None, split_seed: int = 0, tokens: bool = False):
+def load(name: str, pairs_dir: str | None = None, split_seed: int = 0, tokens: bool = False,
+         structure_tokens: int = 0):
+    if structure_tokens:  # --set structure_tokens=K: [entity | neighbour] tokens on the DBP15K structure side
+        if name not in ("dbp15k-zh-en", "dbp15k-ja-en") or pairs_dir is not None:
+            raise SystemExit("structure_tokens: one DBP15K pair, built here (not with --pairs-dir)")
+        return dbp15k_pairs(name[len("dbp15k-"):].replace("-", "_"), tokens=tokens,
+                            structure_tokens=structure_tokens, progress=True)
     if tokens:  # --set text_tokens=true: the text side per token (the pooled rows are the tokens' mean)
         if name not in ("movielens", "dbp15k-zh-en", "dbp15k-ja-en") or pairs_dir is not None:
             raise SystemExit("text_tokens=true: movielens or one DBP15K pair, built here (not with --pairs-dir)")
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         # (split seed, model seed) of every run
         plan = [(s, s) for s in range(args.splits)] if args.splits and ds == "movielens" else \
             [(0, s) for s in args.seeds]
-        by_split = {sp: load(ds, args.pairs_dir, sp, bool(overrides.get("text_tokens")))
+        by_split = {sp: load(ds, args.pairs_dir, sp, bool(overrides.get("text_tokens")),
+                          int(overrides.get("structure_tokens", 0)))
                     for sp in dict.fromkeys(sp for sp, _ in plan)}
         pairs = by_split[plan[0][0]]
         print(f"{ds}: {len(pairs)} pairs {pairs.dims}, train/val/test {pairs.train.numel()}/{pairs.val.numel()}/"

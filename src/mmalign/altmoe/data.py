@@ -123,6 +123,49 @@ class TokenStates:
         return TokenStates(out, self.offsets)
 
 
+def neighbour_tokens(emb: Tensor, edges: np.ndarray | Tensor, rows: Tensor | np.ndarray, max_neighbours: int = 16,
+                     dtype: torch.dtype = torch.float16) -> TokenStates:
+    r"""A token view of a structure embedding: object ``rows[i]`` gets one token :math:`[e_i \,\|\, e_j]` per
+    neighbour :math:`j` in the (undirected, de-duplicated) ``edges``, the :obj:`max_neighbours` of highest degree
+    first (ties by index), or the single token :math:`[e_i \,\|\, 0]` when it has none. The tokens' mean is
+    :math:`[e_i \,\|\, \bar e_{N(i)}]`, the entity's own embedding beside its neighbours' mean, so a pooled model
+    still reads :math:`e_i` unchanged, while a per-token connector sees each (entity, neighbour) pair on its own,
+    like a message function of a graph network.
+
+    Args:
+        emb (Tensor): :math:`(V, d)` frozen embeddings of all nodes.
+        edges (array): :math:`(E, 2)` node index pairs (direction and repeats ignored; self-loops dropped).
+        rows (array): the nodes to give tokens for, in order.
+        max_neighbours (int, optional): tokens per object at most. (default: :obj:`16`)
+    """
+    if max_neighbours < 1:
+        raise ValueError(f"neighbour_tokens: max_neighbours must be >= 1, got {max_neighbours}")
+    v = emb.shape[0]
+    e = torch.as_tensor(np.asarray(edges), dtype=torch.long).reshape(-1, 2)
+    e = e[e[:, 0] != e[:, 1]]
+    both = torch.unique(torch.cat([e, e.flip(1)]), dim=0)  # sorted by (node, neighbour)
+    deg = torch.bincount(both[:, 0], minlength=v)
+    # each node's neighbours by degree (descending), ties by index (``both`` is sorted by index already):
+    # two stable sorts, the last key first
+    both = both[torch.sort(-deg[both[:, 1]], stable=True).indices]
+    both = both[torch.sort(both[:, 0], stable=True).indices]
+    start = torch.zeros(v + 1, dtype=torch.long)
+    start[1:] = deg.cumsum(0)
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long).reshape(-1)
+    n = deg[rows].clamp(max=max_neighbours)
+    lengths = n.clamp(min=1)
+    seg = torch.repeat_interleave(torch.arange(rows.numel()), lengths)
+    pos = torch.arange(seg.numel()) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    has = pos < n[seg]
+    nbr_at = (start[rows][seg] + pos).clamp(max=max(both.shape[0] - 1, 0))
+    nbr = emb[both[nbr_at, 1]] if both.numel() else torch.zeros(seg.numel(), emb.shape[1])
+    nbr = torch.where(has[:, None], nbr, torch.zeros_like(nbr))
+    values = torch.cat([emb[rows][seg], nbr], dim=1).to(dtype)
+    offsets = torch.zeros(rows.numel() + 1, dtype=torch.long)
+    offsets[1:] = lengths.cumsum(0)
+    return TokenStates(values, offsets)
+
+
 @dataclass
 class PairSet:
     r"""Row-aligned embeddings of several modalities of the same objects.
@@ -440,7 +483,7 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                  name_store: str | os.PathLike | None = None, struct_dim: int = 96, rel_dim: int = 32,
                  transe_dim: int = 128, transe_epochs: int = 100, val: float = 0.1, seed: int = 0,
                  model: str = "smollm2", max_layers: int | None = 1, name_encoder=None,
-                 tokens: bool = False, progress: bool = True) -> PairSet:
+                 tokens: bool = False, structure_tokens: int = 0, progress: bool = True) -> PairSet:
     r"""DBP15K linked entities: ``structure`` of KG1 (:func:`~mmalign.altmoe.encoders.spectral_structure_embeddings`
     of its relation triples, joined with :func:`~mmalign.altmoe.encoders.transe_embeddings` trained on the same
     triples) against ``names`` of KG2 (SmolLM2 embeddings of the English DBpedia names, built once into an
@@ -464,6 +507,11 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
             the name store, ``<store>-tokens``); the ``names`` rows are then their means. A :obj:`name_encoder`
             must then have a ``tokens(texts, batch_size=, progress=)`` method like
             :meth:`~mmalign.altmoe.encoders.LMTextEncoder.tokens`. (default: :obj:`False`)
+        structure_tokens (int, optional): when positive, also give a token view of the structure side as
+            ``tokens["structure"]``: one token per KG1 neighbour (this many at most, highest degree first), each
+            the entity's structure embedding joined with the neighbour's (:func:`neighbour_tokens`); the
+            ``structure`` rows are then their mean, the entity's embedding beside its neighbours' mean (twice as
+            wide). (default: :obj:`0`)
     """
     from .encoders import LMTextEncoder, spectral_structure_embeddings, transe_embeddings
     from .store import build_store
@@ -513,7 +561,12 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                                    f"LMTextEncoder({model}, n_layers=2, max_layers={max_layers})",
                                    "texts": "KG2 URI names"})
         name_emb = st.load()
-    s = struct[[pos1[int(e)] for e in links[:, 0]]]
+    rows1 = [pos1[int(e)] for e in links[:, 0]]
+    if structure_tokens > 0:
+        toks["structure"] = neighbour_tokens(struct, edges, rows1, structure_tokens)
+        s = toks["structure"].pooled()
+    else:
+        s = struct[rows1]
     n_sup = len(raw["sup"])
     perm = torch.randperm(n_sup, generator=torch.Generator().manual_seed(seed))
     n_va = int(round(n_sup * val))
@@ -522,7 +575,9 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                    perm[n_va:].sort().values, perm[:n_va].sort().values,
                    torch.arange(n_sup, len(links)),
                    {"structure": f"spectral {struct_dim} + relation-usage {rel_dim} + TransE {transe_dim} "
-                                 f"({transe_epochs} epochs) of {raw['source']}/triples_1",
+                                 f"({transe_epochs} epochs) of {raw['source']}/triples_1" +
+                                 (f"; tokens [entity | neighbour], {structure_tokens} neighbours at most (rows their "
+                                  "mean)" if structure_tokens > 0 else ""),
                     "names": f"store {path}" + ("-tokens (mean of the per-token states)" if toks else "")}, toks)
 
 
@@ -603,17 +658,20 @@ def folder_pairs(path: str | os.PathLike, *, seed: int = 0) -> PairSet:
 
 
 def load_pairs(spec: str, root: str | os.PathLike | None = None, *, seed: int = 0,
-               text_store: str | None = None, tokens: bool = False, progress: bool = True) -> PairSet:
+               text_store: str | None = None, tokens: bool = False, structure_tokens: int = 0,
+               progress: bool = True) -> PairSet:
     """``"movielens"``, ``"dbp15k-zh-en"``, ``"dbp15k-ja-en"``, ``"dbp15k-zh+ja-en"`` (both pooled), ``"synthetic"`` or
     a folder path. ``tokens``: per-token text states (MovieLens texts, DBP15K names: :func:`movielens_pairs`,
-    :func:`dbp15k_pairs`)."""
+    :func:`dbp15k_pairs`); ``structure_tokens``: a token view of the DBP15K structure side (:func:`dbp15k_pairs`)."""
+    if structure_tokens and spec not in ("dbp15k-zh-en", "dbp15k-ja-en"):
+        raise ValueError(f"--pairs {spec!r}: structure tokens are available for one DBP15K pair only")
     if tokens and spec not in ("movielens", "dbp15k-zh-en", "dbp15k-ja-en"):
         raise ValueError(f"--pairs {spec!r}: per-token states are available for movielens and one DBP15K pair only")
     if spec == "movielens":
         return movielens_pairs(root, text_store=text_store, seed=seed, tokens=tokens)
     if spec in ("dbp15k-zh-en", "dbp15k-ja-en"):
         return dbp15k_pairs(spec[len("dbp15k-"):].replace("-", "_"), root, seed=seed, tokens=tokens,
-                            progress=progress)
+                            structure_tokens=structure_tokens, progress=progress)
     if spec == "dbp15k-zh+ja-en":
         return dbp15k_pooled_pairs(("zh_en", "ja_en"), root, seed=seed, progress=progress)
     if spec == "synthetic":

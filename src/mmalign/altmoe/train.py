@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                    description="Train an Alt-MoE connector between frozen encoders.")
     t0 = time.perf_counter()
     pairs = load_pairs(cfg.pairs, cfg.data_root, seed=cfg.split_seed, text_store=cfg.text_store,
-                       tokens=cfg.text_tokens, progress=train_cfg.progress)
+                       tokens=cfg.text_tokens, structure_tokens=cfg.structure_tokens, progress=train_cfg.progress)
     print(f"pairs {pairs.name}: {len(pairs)} rows, modalities {pairs.dims}, train/val/test "
           f"{pairs.train.numel()}/{pairs.val.numel()}/{pairs.test.numel()} ({time.perf_counter() - t0:.1f} s)")
     out = train_altmoe(pairs, cfg, train_cfg)

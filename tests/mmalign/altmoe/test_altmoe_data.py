@@ -214,3 +214,22 @@ def test_dbp15k_pairs_with_name_tokens_pools_them_and_caches(tmp_path):
     again = dbp15k_pairs("zh_en", tmp_path, name_encoder=lambda: 1 / 0, **kw)
     assert WordEncoder.calls == 1 and torch.equal(again.tokens["names"].values, ts.values)
     assert (tmp_path / "store-tokens" / "values.npy").exists()
+
+
+def test_dbp15k_pairs_with_structure_tokens_keeps_the_entity_beside_its_neighbours(tmp_path):
+    """structure_tokens=K: one [entity | neighbour] token per KG1 neighbour; the structure rows are their mean,
+    whose first half is the plain structure row."""
+    _fake_dbp15k(tmp_path)
+
+    def enc(names):
+        return torch.tensor([[float(len(s))] for s in names])
+
+    kw = dict(name_store=tmp_path / "store", struct_dim=3, rel_dim=2, transe_dim=0, name_encoder=enc,
+              progress=False)
+    plain = dbp15k_pairs("zh_en", tmp_path, **kw)
+    tok = dbp15k_pairs("zh_en", tmp_path, structure_tokens=2, **kw)
+    assert tok.dims["structure"] == 2 * plain.dims["structure"] and "structure" in tok.tokens
+    assert int(tok.tokens["structure"].lengths.max()) <= 2
+    torch.testing.assert_close(tok.modalities["structure"][:, :5], plain.modalities["structure"], atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(tok.tokens["structure"].pooled(), tok.modalities["structure"])
+    assert torch.equal(tok.modalities["names"], plain.modalities["names"])

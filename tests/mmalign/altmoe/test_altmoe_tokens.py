@@ -12,7 +12,14 @@ from mmalign.altmoe.align import TOKENS, AltAligner, PairDataset, evaluate_retri
 from mmalign.altmoe.baselines import LinearProjection, mlp_connector
 from mmalign.altmoe.config import AltMoEConfig, AltMoETrainConfig
 from mmalign.altmoe.connector import AltMoEConnector, TokenBatch
-from mmalign.altmoe.data import PairSet, TokenStates, load_pairs, movielens_pairs, split_indices
+from mmalign.altmoe.data import (
+    PairSet,
+    TokenStates,
+    load_pairs,
+    movielens_pairs,
+    neighbour_tokens,
+    split_indices,
+)
 from mmalign.altmoe.schedule import AlternatingSchedule, all_directions
 from mmalign.altmoe.train import train_altmoe
 
@@ -181,6 +188,34 @@ def test_token_options_are_checked():
         movielens_pairs(text_store="somewhere", tokens=True)
     with pytest.raises(ValueError, match="available for movielens"):
         load_pairs("synthetic", tokens=True)
+    with pytest.raises(ValueError, match="structure tokens"):
+        load_pairs("movielens", structure_tokens=4)
+    with pytest.raises(ValueError, match="max_neighbours"):
+        neighbour_tokens(torch.zeros(2, 1), np.array([[0, 1]]), [0], max_neighbours=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(v=st.integers(1, 9), edges=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), max_size=30),
+       k=st.integers(1, 4), seed=st.integers(0, 999), data=st.data())
+def test_neighbour_tokens_pair_each_entity_with_its_highest_degree_neighbours(v, edges, k, seed, data):
+    edges = [(a, b) for a, b in edges if a < v and b < v]
+    rows = data.draw(st.lists(st.integers(0, v - 1), min_size=1, max_size=6))
+    emb = torch.randn(v, 3, generator=torch.Generator().manual_seed(seed))
+    ts = neighbour_tokens(emb, np.array(edges, dtype=np.int64).reshape(-1, 2), rows, k, dtype=torch.float32)
+    # an independent reading: neighbour sets, then by degree (descending) and index
+    nbrs = {i: sorted({b for a, b in edges if a == i and b != i} | {a for a, b in edges if b == i and a != i})
+            for i in range(v)}
+    expect, means = [], []
+    for r in rows:
+        chosen = sorted(nbrs[r], key=lambda j: (-len(nbrs[j]), j))[:k]
+        toks = [torch.cat([emb[r], emb[j]]) for j in chosen] or [torch.cat([emb[r], torch.zeros(3)])]
+        expect += toks
+        means.append(torch.stack(toks).mean(0))
+    assert ts.lengths.tolist() == [max(1, min(k, len(nbrs[r]))) for r in rows]
+    torch.testing.assert_close(ts.values, torch.stack(expect))
+    pooled = ts.pooled()
+    torch.testing.assert_close(pooled, torch.stack(means))
+    torch.testing.assert_close(pooled[:, :3], emb[rows])  # the entity's own embedding stays readable
 
 
 def test_standardising_with_token_statistics():
