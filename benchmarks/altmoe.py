@@ -23,6 +23,9 @@
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --seeds 0 1 2 3 4 5 6 7 8 9 \
         --set text_tokens=true --out dbp_tok.json       # and without --set for the pooled runs they pair with
     python benchmarks/altmoe.py --datasets movielens --splits 10 --set text_tokens=true token_stats=true --out tst.json
+    # session 18, a token view of the DBP15K structure side too ([entity | neighbour] tokens, 16 at most)
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --seeds 0 1 2 3 4 \
+        --set text_tokens=true structure_tokens=16 --out dbp_st16.json     # also seeds 5-9, and dbp15k-ja-en
     python benchmarks/altmoe.py --datasets movielens --splits 10 \
         --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
 
