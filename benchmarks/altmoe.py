@@ -68,7 +68,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from _common import run_dir  # noqa: E402
 
 from mmalign.altmoe.config import AltMoEConfig, AltMoETrainConfig  # noqa: E402
-from mmalign.altmoe.data import dbp15k_pairs, dbp15k_pooled_pairs, movielens_pairs, movielens_text_store  # noqa: E402
+from mmalign.altmoe.data import (  # noqa: E402
+    dbp15k_pairs,
+    dbp15k_pooled_pairs,
+    load_pairs,
+    movielens_pairs,
+    movielens_text_store,
+)
 from mmalign.altmoe.train import train_altmoe  # noqa: E402
 
 MODELS = ("altmoe", "linear", "mlp")
@@ -88,17 +94,13 @@ def export(pairs, path: Path) -> None:
 
 def load(name: str, pairs_dir: str | None = None, split_seed: int = 0, tokens: bool = False,
          structure_tokens: int = 0):
-    if structure_tokens:  # --set structure_tokens=K: [entity | neighbour] tokens on the DBP15K structure side
-        if name not in ("dbp15k-zh-en", "dbp15k-ja-en") or pairs_dir is not None:
-            raise SystemExit("structure_tokens: one DBP15K pair, built here (not with --pairs-dir)")
-        return dbp15k_pairs(name[len("dbp15k-"):].replace("-", "_"), tokens=tokens,
-                            structure_tokens=structure_tokens, progress=True)
-    if tokens:  # --set text_tokens=true: the text side per token (the pooled rows are the tokens' mean)
-        if name not in ("movielens", "dbp15k-zh-en", "dbp15k-ja-en") or pairs_dir is not None:
-            raise SystemExit("text_tokens=true: movielens or one DBP15K pair, built here (not with --pairs-dir)")
-        if name == "movielens":
-            return movielens_pairs(seed=split_seed, tokens=True)
-        return dbp15k_pairs(name[len("dbp15k-"):].replace("-", "_"), tokens=True, progress=True)
+    if tokens or structure_tokens:  # --set text_tokens=true / structure_tokens=K: token views, rows their mean
+        if pairs_dir is not None:
+            raise SystemExit("text_tokens / structure_tokens: the pairs are built here (not with --pairs-dir)")
+        try:
+            return load_pairs(name, seed=split_seed, tokens=tokens, structure_tokens=structure_tokens)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     if pairs_dir is not None:
         from mmalign.altmoe.data import folder_pairs
 

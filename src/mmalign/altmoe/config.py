@@ -26,9 +26,9 @@ class AltMoEConfig:
                                           "(movielens texts, dbp15k-zh-en / ja-en names; routed per token, "
                                           "pooled before the heads, as in M3-JEPA's reference) instead of the "
                                           "pooled embedding; built once into the cache (minutes)")
-    token_stats: bool = field(False, help="with text_tokens / structure_tokens: z-score the tokens with the training tokens' own "
-                                          "statistics (the text rows become their mean) instead of the pooled "
-                                          "rows'")
+    token_stats: bool = field(False, help="with text_tokens / structure_tokens: z-score the tokens with the "
+                                          "training tokens' own statistics (the rows become their mean) "
+                                          "instead of the pooled rows'")
     structure_tokens: int = field(0, help="dbp15k-zh-en / ja-en: feed the connector a token view of the "
                                           "structure side, one [entity | neighbour] token per KG1 neighbour "
                                           "(this many at most; 0: the entity's embedding alone)")

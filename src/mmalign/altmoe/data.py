@@ -156,10 +156,9 @@ def neighbour_tokens(emb: Tensor, edges: np.ndarray | Tensor, rows: Tensor | np.
     lengths = n.clamp(min=1)
     seg = torch.repeat_interleave(torch.arange(rows.numel()), lengths)
     pos = torch.arange(seg.numel()) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
-    has = pos < n[seg]
-    nbr_at = (start[rows][seg] + pos).clamp(max=max(both.shape[0] - 1, 0))
-    nbr = emb[both[nbr_at, 1]] if both.numel() else torch.zeros(seg.numel(), emb.shape[1])
-    nbr = torch.where(has[:, None], nbr, torch.zeros_like(nbr))
+    has = pos < n[seg]  # False only for the single token of an entity without neighbours
+    nbr = torch.zeros(seg.numel(), emb.shape[1], dtype=emb.dtype)
+    nbr[has] = emb[both[(start[rows][seg] + pos)[has], 1]]
     values = torch.cat([emb[rows][seg], nbr], dim=1).to(dtype)
     offsets = torch.zeros(rows.numel() + 1, dtype=torch.long)
     offsets[1:] = lengths.cumsum(0)
@@ -578,7 +577,8 @@ def dbp15k_pairs(pair: str = "zh_en", root: str | os.PathLike | None = None, *,
                                  f"({transe_epochs} epochs) of {raw['source']}/triples_1" +
                                  (f"; tokens [entity | neighbour], {structure_tokens} neighbours at most (rows their "
                                   "mean)" if structure_tokens > 0 else ""),
-                    "names": f"store {path}" + ("-tokens (mean of the per-token states)" if toks else "")}, toks)
+                    "names": f"store {path}" + ("-tokens (mean of the per-token states)" if "names" in toks
+                                                else "")}, toks)
 
 
 def dbp15k_pooled_pairs(pairs: tuple[str, ...] = ("zh_en", "ja_en"), root: str | os.PathLike | None = None, *,
