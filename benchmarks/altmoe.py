@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", default=None, help="build the pair sets, write them under this folder and exit")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "altmoe.json"))
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    ap.add_argument("--ranks", default=None, metavar="DIR", help="also write each run's per-query test ranks "
+                    "to DIR/<dataset>/<model>-split<S>-seed<N>.npz (read by --paired)")
+    ap.add_argument("--paired", default=None, metavar="DIR", help="Alt-MoE against each baseline from the rank "
+                    "files under DIR (--ranks): paired Recall@1 differences with seed, query and two-way "
+                    "bootstrap standard errors; printed, and written to --out when it is given")
     ap.add_argument("--merge", nargs="*", default=None, help="combine result files of separate runs (e.g. one per "
                                                              "seed or dataset, run in parallel) into --out and exit")
     args = ap.parse_args(argv)
@@ -151,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
+        return 0
+    if args.paired:
+        res = paired(Path(args.paired))
+        print(paired_table(res))
+        if "--out" in (argv if argv is not None else sys.argv[1:]):
+            Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     overrides = parse_overrides(args.set)
     train_overrides = parse_overrides(args.train_set, AltMoETrainConfig(),
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = train_altmoe(pairs, cfg, tcfg)
                 shutil.rmtree(tcfg.out_dir, ignore_errors=True)
                 runs.append((out, time.perf_counter() - t1))
+                if args.ranks:
+                    save_ranks(Path(args.ranks) / ds / f"{model}-split{split_seed}-seed{seed}.npz", out, pairs)
                 r1 = {k: round(v, 4) for k, v in out.test.items() if k.endswith("recall@1")}
                 print(f"  {model} seed {seed}: {r1} best epoch {out.fit.best_epoch} "
                       f"({out.seconds_per_epoch:.2f} s/epoch)", flush=True)
@@ -244,8 +257,9 @@ def parse_overrides(items: list[str], defaults=None, *, fixed: tuple[str, ...] =
 
 
 def merge(results: list[dict]) -> dict:
-    """Rows of the same (dataset, direction, model) from several files: metrics averaged (weighted by seeds),
-    ``recall@1_std`` the population std of the files' Recall@1 (exact when each file holds one seed)."""
+    """Rows of the same (dataset, direction, model) from several files: metrics averaged (weighted by seeds), the
+    per-run lists concatenated in file order, ``recall@1_std`` the population std over every run (over the files'
+    means only where a file predates the per-run lists)."""
     groups: dict[tuple, list[dict]] = {}
     for res in results:
         for r in res["rows"]:
@@ -256,8 +270,16 @@ def merge(results: list[dict]) -> dict:
         out = dict(rs[0])
         for m in ("recall@1", "recall@5", "recall@10", "mrr", "seconds_per_epoch"):
             out[m] = round(sum(r[m] * r["seeds"] for r in rs) / n, 4)
-        out["recall@1_std"] = round(statistics.pstdev([r["recall@1"] for r in rs]), 4) if len(rs) > 1 else \
-            rs[0]["recall@1_std"]
+        runs = [v for r in rs for v in r.get("recall@1_runs", [])]
+        if len(runs) == n:  # every file lists its runs
+            out["recall@1_runs"] = runs
+            out["val_mean_recall@1_runs"] = [v for r in rs for v in r.get("val_mean_recall@1_runs", [])]
+            out["recall@1_std"] = round(statistics.pstdev(runs), 4)
+        else:
+            out.pop("recall@1_runs", None)
+            out.pop("val_mean_recall@1_runs", None)
+            out["recall@1_std"] = round(statistics.pstdev([r["recall@1"] for r in rs]), 4) if len(rs) > 1 else \
+                rs[0]["recall@1_std"]
         out["seeds"] = n
         rows.append(out)
     import re
@@ -268,6 +290,68 @@ def merge(results: list[dict]) -> dict:
     return {"machine": results[0]["machine"], "torch_threads": results[0]["torch_threads"],
             "budget": " | ".join(budgets) + f"; seeds {seeds}, one process per (dataset, seed) run side by side "
                       "and merged (--merge)", "rows": rows}
+
+
+def save_ranks(path: Path, out, pairs) -> None:
+    """One run's per-query test ranks: ``directions`` (names), ``ranks`` (directions, queries), ``test`` rows."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = sorted(out.test_ranks)
+    np.savez_compressed(path, directions=np.array(names), test=pairs.test.numpy(),
+                        ranks=torch.stack([out.test_ranks[n] for n in names]).float().numpy())
+
+
+def paired(root: Path, k: int = 1) -> dict:
+    """Alt-MoE minus each baseline on Recall@k from the ``--ranks`` files: runs are matched by (split, seed).
+    Where every run tests the same rows (DBP15K's fixed split) the difference gets three standard errors
+    (:func:`aligncore.metrics.paired_runs_hits`: over seeds, over test queries, and a two-way bootstrap of
+    both); where the test rows differ between runs (MovieLens splits) only the per-run one, which then holds the
+    test sampling too."""
+    import numpy as np
+
+    from aligncore.metrics import paired_runs_hits
+
+    rows = []
+    for ds_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        runs: dict[str, dict[str, dict]] = {}
+        for f in sorted(ds_dir.glob("*-split*-seed*.npz")):
+            model, run = f.stem.split("-", 1)
+            z = np.load(f)
+            runs.setdefault(model, {})[run] = {"test": z["test"], **dict(zip(z["directions"].tolist(), z["ranks"], strict=True))}
+        for base in ("linear", "mlp"):
+            common = sorted(set(runs.get("altmoe", {})) & set(runs.get(base, {})),
+                            key=lambda r: tuple(int(x) for x in r.replace("split", "").split("-seed")))
+            if not common:
+                continue
+            a, b = [runs["altmoe"][r] for r in common], [runs[base][r] for r in common]
+            same_rows = all(np.array_equal(x["test"], a[0]["test"]) for x in a + b)
+            for d in sorted(k_ for k_ in a[0] if k_ != "test"):
+                ra, rb = np.stack([x[d] for x in a]), np.stack([x[d] for x in b])
+                row = {"dataset": ds_dir.name, "direction": d, "a": "altmoe", "b": base, "metric": f"recall@{k}",
+                       "runs": common, "a_mean": float((ra <= k).mean()), "b_mean": float((rb <= k).mean()),
+                       "wins": int(((ra <= k).mean(1) > (rb <= k).mean(1)).sum())}
+                if same_rows:
+                    r = paired_runs_hits(torch.from_numpy(ra), torch.from_numpy(rb), k)
+                    row.update(diff=r.diff, se_seed=r.se_seed, se_query=r.se_query, se_both=r.se_both,
+                               queries=r.n)
+                else:
+                    per_run = (ra <= k).mean(1) - (rb <= k).mean(1)
+                    row.update(diff=float(per_run.mean()), se_seed=float(per_run.std(ddof=1) / np.sqrt(len(per_run))),
+                               se_query=None, se_both=None, queries=None)
+                rows.append(row)
+    return {"ranks": str(root), "rows": rows}
+
+
+def paired_table(res: dict) -> str:
+    cols = ["dataset", "direction", "b", "runs", "a_mean", "b_mean", "diff", "se_seed", "se_query", "se_both",
+            "wins"]
+    lines = ["| " + " | ".join(c if c != "b" else "baseline" for c in cols) + " |", "|---" * len(cols) + "|"]
+    for r in res["rows"]:
+        cells = [str(len(r[c])) if c == "runs" else "-" if r[c] is None else f"{r[c]:+.4f}" if c == "diff"
+                 else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(res: dict) -> str:

@@ -103,6 +103,66 @@ def test_paired_hits_by_hand():
         M.paired_hits(a, b[:4], 10)
 
 
+def test_paired_runs_hits_by_hand():
+    inf = float("inf")
+    a = torch.tensor([[1.0, 2.0, inf, 1.0], [1.0, inf, inf, 3.0]])  # hits: 1,1,0,1 / 1,0,0,1
+    b = torch.tensor([[inf, 2.0, 1.0, inf], [1.0, inf, inf, inf]])  # hits: 0,1,1,0 / 1,0,0,0
+    r = M.paired_runs_hits(a, b, 1, n_boot=50)  # k=1: a 1,0,0,1 / 1,0,0,0; b 0,0,1,0 / 1,0,0,0
+    d = np.array([[1, 0, -1, 1], [0, 0, 0, 0]], dtype=float)
+    assert r.diff == pytest.approx(d.mean()) and (r.seeds, r.n) == (2, 4)
+    assert r.se_seed == pytest.approx(d.mean(1).std(ddof=1) / math.sqrt(2))
+    assert r.se_query == pytest.approx(d.mean(0).std(ddof=1) / math.sqrt(4))
+    one = M.paired_runs_hits(a[:1], b[:1], 1, n_boot=50)
+    assert one.se_seed == 0.0 and one.seeds == 1
+    with pytest.raises(ValueError, match="seeds, queries"):
+        M.paired_runs_hits(a, b[:, :3], 1)
+    with pytest.raises(ValueError, match="n_boot"):
+        M.paired_runs_hits(a, b, 1, n_boot=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5), st.integers(2, 40), st.integers(0, 2**31 - 1), st.integers(1, 3))
+def test_paired_runs_hits_matches_explicit_resampling(s, q, data_seed, k):
+    """The weighted bootstrap equals redrawing seed rows and query columns by index (same draws), and the
+    analytic parts equal numpy's float64 reading."""
+    rng = np.random.default_rng(data_seed)
+    a = torch.from_numpy(rng.integers(1, 5, (s, q)).astype(np.float64))
+    b = torch.from_numpy(rng.integers(1, 5, (s, q)).astype(np.float64))
+    r = M.paired_runs_hits(a, b, k, n_boot=30, seed=data_seed)
+    d = ((a <= k).double() - (b <= k).double()).numpy()
+    assert r.diff == pytest.approx(d.mean(), abs=1e-12)
+    assert r.se_seed == pytest.approx(d.mean(1).std(ddof=1) / math.sqrt(s) if s > 1 else 0.0, abs=1e-12)
+    assert r.se_query == pytest.approx(d.mean(0).std(ddof=1) / math.sqrt(q), abs=1e-12)
+    g = torch.Generator().manual_seed(data_seed)
+    boot = []
+    for _ in range(30):
+        i_s = torch.randint(s, (s,), generator=g).numpy()
+        i_q = torch.randint(q, (q,), generator=g).numpy()
+        boot.append(d[i_s][:, i_q].mean())
+    assert r.se_both == pytest.approx(np.std(boot, ddof=1), abs=1e-12)
+
+
+def test_paired_runs_hits_two_way_noise_adds_up():
+    """The bootstrap SE matches its exact expectation: multinomial weights have E[w w^T] = I + (1 - 1/n) J, so
+    the bootstrap variance of w_s^T d w_q / (S Q) is tr(d^T M_S d M_Q) / (S Q)^2 - mean^2. With cell noise alone
+    it is about three times the naive sigma^2 / (S Q) (the pigeonhole bootstrap's conservatism); with identical
+    seeds it falls back to the query noise alone."""
+    rng = np.random.default_rng(0)
+    s, q = 8, 3000
+    a = torch.from_numpy(np.where(rng.random((s, q)) < 0.3, 1.0, 9.0))
+    b = torch.from_numpy(np.where(rng.random((s, q)) < 0.3, 1.0, 9.0))
+    r = M.paired_runs_hits(a, b, 1, n_boot=3000)
+    d = ((a <= 1).double() - (b <= 1).double()).numpy()
+    m_s, m_q = np.eye(s) + (1 - 1 / s), np.eye(q) + (1 - 1 / q)
+    exact = np.trace(d.T @ m_s @ d @ m_q) / (s * q) ** 2 - d.mean() ** 2
+    assert r.se_both == pytest.approx(math.sqrt(exact), rel=0.05)
+    assert 2 < exact / (d.var() / (s * q)) < 3.2
+    assert r.se_seed == pytest.approx(r.se_query, rel=0.5)  # both carry the cell noise once
+    same = M.paired_runs_hits(a[:1].repeat(s, 1), b[:1].repeat(s, 1), 1, n_boot=3000)
+    assert same.se_seed == 0.0
+    assert same.se_both == pytest.approx(same.se_query, rel=0.1)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=300))
 def test_paired_hits_matches_scipy_mcnemar(pairs):

@@ -17,12 +17,12 @@ import functools
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from aligncore.config import config_to_dict, parse_configs
 from aligncore.training import FitResult, TrainConfig, cosine_schedule, fit, steps_per_epoch
@@ -67,6 +67,8 @@ class TrainOutcome:
     test: dict[str, float]  #: ``{"<s>-><t>_recall@1": ..., "<s>-><t>_mrr": ...}`` on the test rows
     n_params: int
     seconds_per_epoch: float
+    #: ``{"<s>-><t>": ranks}``: the 1-based rank of each test query's partner (test row order)
+    test_ranks: dict[str, Tensor] = field(default_factory=dict)
 
 
 def train_altmoe(pairs: PairSet, cfg: AltMoEConfig, train_cfg: TrainConfig) -> TrainOutcome:
@@ -94,12 +96,14 @@ def train_altmoe(pairs: PairSet, cfg: AltMoEConfig, train_cfg: TrainConfig) -> T
                                                         for p in ("train", "val", "test")}})
     secs = [h["seconds"] for h in res.history if "seconds" in h]
     test: dict[str, float] = {}
+    ranks: dict[str, Tensor] = {}
     if cfg.eval_test and pairs.test.numel() > 0:
         for (s, t), r in evaluate_retrieval(aligner.connector, pairs, "test").items():
             name = f"{pairs.names[s]}->{pairs.names[t]}"
             test.update({f"{name}_recall@{k}": v for k, v in r.recall.items()})
             test[f"{name}_mrr"] = r.mrr
-    return TrainOutcome(aligner, res, test, n_params, sum(secs) / max(len(secs), 1))
+            ranks[name] = r.ranks
+    return TrainOutcome(aligner, res, test, n_params, sum(secs) / max(len(secs), 1), ranks)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -95,6 +95,11 @@ def test_three_modalities_quick_run_visits_all_six_directions(tmp_path):
     r1 = {k: v for k, v in out.test.items() if k.endswith("recall@1")}
     assert len(r1) == 6
     assert min(r1.values()) > 10 / pairs.test.numel()  # well above chance (1 / 75) in every direction
+    assert sorted(out.test_ranks) == sorted(k.removesuffix("_recall@1") for k in r1)
+    for name, ranks in out.test_ranks.items():  # the per-query ranks the recalls were read from
+        assert ranks.shape == (pairs.test.numel(),)
+        assert (ranks <= 1).double().mean().item() == pytest.approx(out.test[f"{name}_recall@1"])
+        assert (1 / ranks).mean().item() == pytest.approx(out.test[f"{name}_mrr"], rel=1e-6)
     visits = out.aligner.schedule.visits.tolist()
     assert len(visits) == 6 and max(visits) - min(visits) <= 1  # round robin over the six directions
 
