@@ -28,6 +28,12 @@
         --set text_tokens=true structure_tokens=16 --out dbp_st16.json     # also seeds 5-9, and dbp15k-ja-en
     python benchmarks/altmoe.py --datasets movielens --splits 10 \
         --train-set lr_schedule=cosine warmup_epochs=1 max_grad_norm=1 --out cosine.json
+    # session 19, the DBP15K rows of benchmarks/results/altmoe.json: both token views, seeds 0-19 (two processes of
+    # ten seeds), per-query ranks kept; then the paired differences with seed, query and two-way bootstrap SEs
+    ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-ja-en --seeds 0 1 2 3 4 5 6 7 8 9 \
+        --set text_tokens=true structure_tokens=16 --ranks ranks --out ja_a.json        # and 10-19, and zh-en
+    python benchmarks/altmoe.py --merge ja_a.json ja_b.json --out ja.json
+    python benchmarks/altmoe.py --paired ranks --out paired.json
 
 Pair sets (frozen encoders, embeddings cached on disk once):
 
