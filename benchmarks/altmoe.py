@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.paired:
         res = paired(Path(args.paired))
         print(paired_table(res))
-        if "--out" in (argv if argv is not None else sys.argv[1:]):
+        if any(a == "--out" or a.startswith("--out=") for a in (argv if argv is not None else sys.argv[1:])):
             Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     overrides = parse_overrides(args.set)
