@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs-dir", default=None, help="read each dataset from <dir>/<dataset> (float16 .npy folders "
                                                       "written by --export) instead of building it")
     ap.add_argument("--export", default=None, help="build the pair sets, write them under this folder and exit")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "altmoe.json"))
+    ap.add_argument("--out", default=None, help="result file (default benchmarks/results/altmoe.json; with "
+                    "--paired, no file unless given)")
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     ap.add_argument("--ranks", default=None, metavar="DIR", help="also write each run's per-query test ranks "
                     "to DIR/<dataset>/<model>-split<S>-seed<N>.npz (read by --paired)")
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="*", default=None, help="combine result files of separate runs (e.g. one per "
                                                              "seed or dataset, run in parallel) into --out and exit")
     args = ap.parse_args(argv)
+    write_paired = args.out is not None
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / "altmoe.json")
     if args.merge:
         res = merge([json.loads(Path(f).read_text()) for f in args.merge])
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.paired:
         res = paired(Path(args.paired))
         print(paired_table(res))
-        if any(a == "--out" or a.startswith("--out=") for a in (argv if argv is not None else sys.argv[1:])):
+        if write_paired:
             Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     overrides = parse_overrides(args.set)

@@ -105,8 +105,8 @@ def test_paired_hits_by_hand():
 
 def test_paired_runs_hits_by_hand():
     inf = float("inf")
-    a = torch.tensor([[1.0, 2.0, inf, 1.0], [1.0, inf, inf, 3.0]])  # hits: 1,1,0,1 / 1,0,0,1
-    b = torch.tensor([[inf, 2.0, 1.0, inf], [1.0, inf, inf, inf]])  # hits: 0,1,1,0 / 1,0,0,0
+    a = torch.tensor([[1.0, 2.0, inf, 1.0], [1.0, inf, inf, 3.0]])  # hits@2: 1,1,0,1 / 1,0,0,0
+    b = torch.tensor([[inf, 2.0, 1.0, inf], [1.0, inf, inf, inf]])  # hits@2: 0,1,1,0 / 1,0,0,0
     r = M.paired_runs_hits(a, b, 1, n_boot=50)  # k=1: a 1,0,0,1 / 1,0,0,0; b 0,0,1,0 / 1,0,0,0
     d = np.array([[1, 0, -1, 1], [0, 0, 0, 0]], dtype=float)
     assert r.diff == pytest.approx(d.mean()) and (r.seeds, r.n) == (2, 4)
@@ -142,7 +142,7 @@ def test_paired_runs_hits_matches_explicit_resampling(s, q, data_seed, k):
     assert r.se_both == pytest.approx(np.std(boot, ddof=1), abs=1e-12)
 
 
-def test_paired_runs_hits_two_way_noise_adds_up():
+def test_paired_runs_hits_bootstrap_matches_its_exact_expectation():
     """The bootstrap SE matches its exact expectation: multinomial weights have E[w w^T] = I + (1 - 1/n) J, so
     the bootstrap variance of w_s^T d w_q / (S Q) is tr(d^T M_S d M_Q) / (S Q)^2 - mean^2. With cell noise alone
     it is about three times the naive sigma^2 / (S Q) (the pigeonhole bootstrap's conservatism); with identical
