@@ -38,7 +38,7 @@
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --seeds 0 1 2 3 4 5 6 7 8 9 \
         --set text_tokens=true structure_tokens=16 token_stats=true --ranks ranks_ts --out zh_ts_a.json  # and 10-19
     ALIGNKIT_DATA=/work/shared/data python benchmarks/altmoe.py --datasets dbp15k-zh-en --models altmoe linear \
-        --seeds 0 1 2 3 4 5 6 7 8 9 --set text_tokens=true structure_tokens=32 --ranks ranks_st32 --out zh_st32_a.json
+        --seeds 0 1 2 3 4 5 6 7 8 9 --set text_tokens=true structure_tokens=32 --ranks ranks_st32 --out zh_st32_a.json  # and 10-19
 
 Pair sets (frozen encoders, embeddings cached on disk once):
 
