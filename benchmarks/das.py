@@ -146,7 +146,7 @@ from _common import RESULTS, fold_seeds, machine, print_table, write_results  # 
 
 from aligncore.metrics import mcnemar_exact, paired_hits  # noqa: E402
 from aligncore.training import TrainConfig  # noqa: E402
-from mmalign.das.data import leave_one_out, load  # noqa: E402
+from mmalign.das.data import item_counts, leave_one_out, load  # noqa: E402
 from mmalign.das.model import DASConfig  # noqa: E402
 from mmalign.das.retrieve import RetrieveConfig, load_ids, run_retrieval  # noqa: E402
 from mmalign.das.train import DASRunConfig, SemanticIDs, build_ids  # noqa: E402
@@ -271,6 +271,9 @@ def main() -> None:
     ap.add_argument("--n-codes", type=int, default=256)
     ap.add_argument("--dedup-negatives", action="store_true",
                     help="drop in-batch negatives that repeat the positive's user / item / content (DASConfig)")
+    ap.add_argument("--disambiguation", default="index", choices=["index", "popularity"],
+                    help="order of the items sharing a code tuple on the extra ID level: item order (TIGER) or most "
+                         "training interactions first; with --ids-from the loaded tuples are re-numbered this way")
     ap.add_argument("--retriever-steps", type=int, default=300, help="optimiser steps of the retriever, per ID set")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-history", type=int, default=20)
@@ -332,7 +335,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     budget = (f"content: {a.encoder}; IDs: DAS and two-stage alignment {a.id_epochs} epochs over the training "
               f"interactions, RQ-VAEs {a.rqvae_epochs} epochs over the items, batch {a.id_batch_size}, lr {a.id_lr}, "
-              f"L=3 x K={a.n_codes} (+1 disambiguation level), in-batch negatives "
+              f"L=3 x K={a.n_codes} (+1 disambiguation level{', by training popularity' if a.disambiguation == 'popularity' else ''}), in-batch negatives "
               f"{'without same user/item/content duplicates' if a.dedup_negatives else 'as drawn (duplicates kept)'}; retriever per ID set: {a.retriever_steps} AdamW steps (lr 1e-3) of batch "
               f"{a.batch_size}, d_model 64, 2+2 layers, history {a.max_history}; validation (best epoch) on "
               f"{a.eval_users} sampled users (seed {a.seed}), test on "
@@ -352,14 +355,20 @@ def main() -> None:
                     id_sets.append((load_ids("letter"), 0.0))
                 continue
             if a.ids_from:
-                id_sets.append((SemanticIDs.load(Path(a.ids_from) / ds / method / "ids.json"), float("nan")))
+                ids = SemanticIDs.load(Path(a.ids_from) / ds / method / "ids.json")
+                if a.disambiguation == "popularity":  # keep the L-level tuples, re-number the shared ones
+                    ids = SemanticIDs.from_codes(ds, method, ids.codes[:, :-1], ids.n_codes,
+                                                 priority=item_counts(split.train, len(ids.codes)),
+                                                 **{**ids.info, "disambiguation": "popularity"})
+                id_sets.append((ids, float("nan")))
                 continue
             t0 = time.perf_counter()
             tc = TrainConfig(out_dir=str(work / ds / method),
                              max_epochs=a.rqvae_epochs if method == "rqvae" else a.id_epochs,
                              batch_size=a.id_batch_size, lr=a.id_lr, device=a.device, seed=a.seed, progress=False,
                              resume=False)
-            run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs)
+            run = DASRunConfig(data=ds, method=method, encoder=a.encoder, stage2_epochs=a.rqvae_epochs,
+                               disambiguation=a.disambiguation)
             ids = build_ids(run, DASConfig(n_codes=a.n_codes, dedup_negatives=a.dedup_negatives), tc)
             id_sets.append((ids, time.perf_counter() - t0))
         for ids, id_s in id_sets:

@@ -192,3 +192,11 @@ def interactions(train: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.nda
             its.append(i)
             nx.append(s[t + 1] if t + 1 < len(s) else (s[t - 1] if t > 0 else i))
     return np.array(us, dtype=np.int64), np.array(its, dtype=np.int64), np.array(nx, dtype=np.int64)
+
+
+def item_counts(train: list[list[int]], n_items: int) -> np.ndarray:
+    """Training interactions per item, :math:`(I,)` int64 (held-out validation and test items are not counted)."""
+    flat = np.fromiter((i for s in train for i in s), dtype=np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= n_items):
+        raise ValueError(f"item ids must lie in [0, {n_items}), got [{flat.min()}, {flat.max()}]")
+    return np.bincount(flat, minlength=n_items)

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from aligncore.config import field
 from aligncore.contrastive import drop_negatives, info_nce, same_entity
 
+from .data import item_counts
 from .rqvae import RQVAE
 
 LOSS_TERMS = ("recon", "quant", "cf", "pop", "orth", "u2i", "i2i", "co", "dual")
@@ -104,10 +105,7 @@ class DASOutput:
 
 def popularity_targets(train: list[list[int]], n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Standardised :math:`\\log(1 + \\text{count})` per item and the mean over each user's items (conformity)."""
-    cnt = np.zeros(n_items, dtype=np.float64)
-    for s in train:
-        np.add.at(cnt, np.asarray(s, dtype=np.int64), 1.0)
-    lp = np.log1p(cnt)
+    lp = np.log1p(item_counts(train, n_items).astype(np.float64))
     lp = (lp - lp.mean()) / max(lp.std(), 1e-12)
     conf = np.array([lp[s].mean() for s in train])
     conf = (conf - conf.mean()) / max(conf.std(), 1e-12)

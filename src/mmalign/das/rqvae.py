@@ -13,7 +13,8 @@ decoder reconstructs :math:`x` from :math:`\hat z = \sum_l e_{c_l}`:
 with the straight-through estimator :math:`\hat z \leftarrow z + \mathrm{sg}[\hat z - z]`. Codebooks are
 initialised by k-means on the first latents (TIGER, Sec. 3.1); codes unused for a while are restarted on random
 residuals of the current batch. Items that share a code tuple get an extra disambiguation level
-(TIGER: "we append an extra token ... to make them unique").
+(TIGER: "we append an extra token ... to make them unique"), numbered in item order or, with a priority such as
+the training interactions, most popular first (:func:`add_disambiguation`).
 """
 
 from __future__ import annotations
@@ -242,13 +243,25 @@ class RQVAE(nn.Module):
 
 # --------------------------------------------------------------------------------------- ID statistics
 
-def add_disambiguation(codes: Tensor | np.ndarray) -> np.ndarray:
-    """Append a level that numbers the items sharing a code tuple ``0, 1, 2, ...`` in item order, so every item
-    gets a unique ID (TIGER, Sec. 3.1). Shapes: :math:`(N, L) \\to (N, L + 1)`."""
+def add_disambiguation(codes: Tensor | np.ndarray, priority: Tensor | np.ndarray | None = None) -> np.ndarray:
+    """Append a level that numbers the items sharing a code tuple ``0, 1, 2, ...``, so every item gets a unique ID
+    (TIGER, Sec. 3.1). Within a tuple the items are numbered in item order, or, with :obj:`priority` (one score per
+    item, e.g. its training interactions), highest priority first, ties in item order: the last token then means
+    the same thing in every tuple (``0`` = the tuple's most popular item), which a retriever can learn once.
+    Shapes: :math:`(N, L) \\to (N, L + 1)`."""
     c = np.asarray(codes.cpu() if isinstance(codes, Tensor) else codes, dtype=np.int64)
+    order = np.arange(len(c))
+    if priority is not None:
+        p = np.asarray(priority.cpu() if isinstance(priority, Tensor) else priority, dtype=np.float64)
+        if p.shape != (len(c),):
+            raise ValueError(f"priority must have one value per item, shape ({len(c)},), got {p.shape}")
+        if not np.isfinite(p).all():
+            raise ValueError("priority must be finite")
+        order = np.argsort(-p, kind="stable")
     seen: dict[tuple[int, ...], int] = {}
     extra = np.zeros(len(c), dtype=np.int64)
-    for i, row in enumerate(map(tuple, c)):
+    for i in order:
+        row = tuple(c[i])
         extra[i] = seen.get(row, 0)
         seen[row] = extra[i] + 1
     return np.concatenate([c, extra[:, None]], axis=1)

@@ -29,11 +29,12 @@ from aligncore.config import config_to_dict, field, parse_configs
 from aligncore.training import FitResult, TrainConfig, fit, unwrap
 
 from .content import item_content, resolve_encoder, standardise, user_content
-from .data import DATASETS, SeqData, Split, interactions, leave_one_out, load
+from .data import DATASETS, SeqData, Split, interactions, item_counts, leave_one_out, load
 from .model import DAS, LOSS_TERMS, DASConfig, InteractionDataset, popularity_targets
 from .rqvae import RQVAE, add_disambiguation, collision_rate, utilisation
 
 METHODS = ("das", "rqvae", "two-stage")
+DISAMBIGUATION = ("index", "popularity")
 
 
 @dataclass
@@ -49,6 +50,9 @@ class DASRunConfig:
     content_dim: int = field(64, help="dimension of the TF-IDF + SVD content embeddings")
     max_users: int | None = field(None, help="use only the first users (quick runs)")
     stage2_epochs: int | None = field(None, help="two-stage only: epochs of the stage-2 RQ-VAE (None: max_epochs)")
+    disambiguation: str = field("index", help="order of the items that share a code tuple on the extra ID level: "
+                                "'index' (item order, TIGER) or 'popularity' (most training interactions first)",
+                                choices=list(DISAMBIGUATION))
 
 
 @dataclass
@@ -72,9 +76,12 @@ class SemanticIDs:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_codes(cls, dataset: str, method: str, codes: np.ndarray, n_codes: int, **info: Any) -> SemanticIDs:
+    def from_codes(cls, dataset: str, method: str, codes: np.ndarray, n_codes: int, *,
+                   priority: np.ndarray | None = None, **info: Any) -> SemanticIDs:
+        """IDs from :math:`(N, L)` codes: the disambiguation level is added (items of a shared tuple in item order,
+        or by descending :obj:`priority`, see :func:`~mmalign.das.rqvae.add_disambiguation`)."""
         codes = np.asarray(codes, dtype=np.int64)
-        return cls(dataset, method, add_disambiguation(codes), n_codes, utilisation(codes, n_codes),
+        return cls(dataset, method, add_disambiguation(codes, priority), n_codes, utilisation(codes, n_codes),
                    collision_rate(codes), info)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -191,6 +198,8 @@ def build_ids(run: DASRunConfig, cfg: DASConfig, train_cfg: TrainConfig) -> Sema
     """Train the chosen method and return the item semantic IDs (also saved to ``<out_dir>/ids.json``)."""
     if run.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {run.method!r}")
+    if run.disambiguation not in DISAMBIGUATION:
+        raise ValueError(f"disambiguation must be one of {DISAMBIGUATION}, got {run.disambiguation!r}")
     data, split, x_item, x_user = prepare(run)
     out = Path(train_cfg.out_dir)
     info: dict[str, Any] = {"n_users": data.n_users, "n_items": data.n_items, "n_levels": cfg.n_levels,
@@ -215,7 +224,9 @@ def build_ids(run: DASRunConfig, cfg: DASConfig, train_cfg: TrainConfig) -> Sema
         info["stage1_final"] = res1.final_metrics
         info["restarts"] = model.quantizer.n_restarts
     info["final_metrics"] = res.final_metrics
-    ids = SemanticIDs.from_codes(data.name, run.method, codes.cpu().numpy(), cfg.n_codes, **info)
+    info["disambiguation"] = run.disambiguation
+    priority = item_counts(split.train, data.n_items) if run.disambiguation == "popularity" else None
+    ids = SemanticIDs.from_codes(data.name, run.method, codes.cpu().numpy(), cfg.n_codes, priority=priority, **info)
     ids.save(out / "ids.json")
     return ids
 

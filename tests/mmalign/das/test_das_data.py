@@ -3,7 +3,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mmalign.das.data import interactions, leave_one_out, letter_semantic_ids, load_beauty, load_movielens
+from mmalign.das.data import (
+    interactions,
+    item_counts,
+    leave_one_out,
+    letter_semantic_ids,
+    load_beauty,
+    load_movielens,
+)
 from mmalign.das.retriever import NextItemDataset
 from mmalign.das.rqvae import collision_rate
 
@@ -64,3 +71,15 @@ def test_interactions_co_items_by_hand():
     assert i.tolist() == [5, 6, 7, 8]
     assert j.tolist() == [6, 7, 6, 8]
     assert np.all(u >= 0)
+
+
+def test_item_counts_count_training_interactions_only(beauty):
+    split = leave_one_out(beauty.sequences)
+    counts = item_counts(split.train, beauty.n_items)
+    expected = Counter(i for s in split.train for i in s)
+    assert counts.shape == (beauty.n_items,) and counts.dtype == np.int64
+    assert counts.sum() == sum(len(s) - 2 for s in beauty.sequences)  # held-out items are not counted
+    assert all(counts[i] == c for i, c in expected.items())
+    assert item_counts([[0, 2, 2]], 4).tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        item_counts([[0, 3]], 3)

@@ -99,6 +99,34 @@ def test_utilisation_collision_disambiguation_by_hand():
     assert collision_rate(d) == 0.0
 
 
+def test_disambiguation_by_priority_by_hand():
+    codes = np.array([[0, 1], [0, 1], [1, 2], [0, 1]])
+    d = add_disambiguation(codes, np.array([1.0, 5.0, 0.0, 5.0]))  # item 1 and 3 tie: item order breaks it
+    assert d.tolist() == [[0, 1, 2], [0, 1, 0], [1, 2, 0], [0, 1, 1]]
+    assert add_disambiguation(codes, torch.zeros(4)).tolist() == add_disambiguation(codes).tolist()
+    with pytest.raises(ValueError, match="one value per item"):
+        add_disambiguation(codes, np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        add_disambiguation(codes, np.array([0.0, np.nan, 1.0, 2.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_disambiguation_numbers_each_tuple_by_descending_priority(data):
+    n = data.draw(st.integers(1, 40))
+    codes = np.array(data.draw(st.lists(st.lists(st.integers(0, 2), min_size=2, max_size=2), min_size=n,
+                                        max_size=n)))
+    prio = np.array(data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)), dtype=float)
+    d = add_disambiguation(codes, prio)
+    assert np.array_equal(d[:, :2], codes)  # the quantised levels are kept
+    assert len(np.unique(d, axis=0)) == n  # unique IDs
+    for t in {tuple(r) for r in codes}:
+        members = [i for i in range(n) if tuple(codes[i]) == t]
+        assert sorted(d[members, 2].tolist()) == list(range(len(members)))  # 0..m-1 within the tuple
+        by_rank = sorted(members, key=lambda i: d[i, 2])
+        assert by_rank == sorted(members, key=lambda i: (-prio[i], i))  # highest priority first, ties by index
+
+
 def test_rqvae_training_lowers_reconstruction():
     torch.manual_seed(0)
     x = _clustered(200, 8)

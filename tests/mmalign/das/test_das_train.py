@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mmalign.das import retrieve, train
+from mmalign.das.data import item_counts, leave_one_out, load
 from mmalign.das.train import SemanticIDs
 
 
@@ -25,6 +26,32 @@ def test_semantic_ids_roundtrip(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json"):
         SemanticIDs.load(tmp_path / "bad.json")
+
+
+def test_semantic_ids_popularity_disambiguation():
+    codes = np.array([[0, 1], [0, 1], [2, 3], [0, 1]])
+    ids = SemanticIDs.from_codes("beauty", "rqvae", codes, 4, priority=np.array([0, 3, 9, 7]))
+    assert ids.codes.tolist() == [[0, 1, 2], [0, 1, 1], [2, 3, 0], [0, 1, 0]]
+    assert ids.collision_rate == pytest.approx(SemanticIDs.from_codes("beauty", "rqvae", codes, 4).collision_rate)
+
+
+def test_build_ids_popularity_order_follows_training_counts(tmp_path):
+    args = ["--data", "beauty", "--encoder", "tfidf", "--max-users", "40", "--batch-size", "64", "--no-progress",
+            "--method", "rqvae", "--n-codes", "4", "--max-steps", "1"]
+    by_pop = train.main([*args, "--disambiguation", "popularity", "--out-dir", str(tmp_path / "pop")])
+    by_index = train.main([*args, "--out-dir", str(tmp_path / "index")])
+    assert by_pop.info["disambiguation"] == "popularity" and by_index.info["disambiguation"] == "index"
+    assert np.array_equal(by_pop.codes[:, :-1], by_index.codes[:, :-1])  # same tuples, re-numbered
+    split = leave_one_out(load("beauty", max_users=40).sequences)
+    counts = item_counts(split.train, 12101)
+    for ids, ordered in ((by_pop, True), (by_index, False)):
+        monotone = True  # within every shared tuple, the counts fall along the extra level
+        for t in np.unique(ids.codes[:, :-1], axis=0):
+            members = np.flatnonzero((ids.codes[:, :-1] == t).all(1))
+            monotone &= bool(np.all(np.diff(counts[members[np.argsort(ids.codes[members, -1])]]) <= 0))
+        assert monotone == ordered
+    with pytest.raises(SystemExit):
+        train.main([*args, "--disambiguation", "random", "--out-dir", str(tmp_path / "bad")])
 
 
 @pytest.mark.parametrize("method", ["das", pytest.param("two-stage", marks=pytest.mark.slow)])
