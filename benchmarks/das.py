@@ -126,6 +126,15 @@ and re-scored LETTER's IDs the same way (seed 0, every user tested); its row rep
 
     python benchmarks/das.py --datasets beauty --methods letter --seed 0 --retriever-steps 4000 --eval-users 1000 \
         --test-users -1 --suffix _s0_letter --work runs/s16/das/work_letter --threads 1
+
+Session 21 (an Intel Xeon CPU) rebuilt the seed-2 Beauty IDs (``--retriever-steps 1 --eval-users 20 --work
+runs/s21/ids_s2``) and scored them with the extra level numbered by training popularity and by item index (rows
+kept out of das.json, figures in docs/sections/das.md), then paired each work folder::
+
+    python benchmarks/das.py --datasets beauty --methods $m --ids-from runs/s21/ids_s2 --disambiguation $o \
+        --seed 2 --retriever-steps 4000 --eval-users 1000 --test-users -1 --threads 1 --suffix _s21_${o}_$m \
+        --work runs/s21/${o}_s2
+    python benchmarks/das.py --paired runs/s21/${o}_s2 --seed 2 --out runs/s21/results/paired_$o.json
 """
 
 from __future__ import annotations
