@@ -365,10 +365,11 @@ def main() -> None:
                 continue
             if a.ids_from:
                 ids = SemanticIDs.load(Path(a.ids_from) / ds / method / "ids.json")
-                if a.disambiguation == "popularity":  # keep the L-level tuples, re-number the shared ones
-                    ids = SemanticIDs.from_codes(ds, method, ids.codes[:, :-1], ids.n_codes,
-                                                 priority=item_counts(split.train, len(ids.codes)),
-                                                 **{**ids.info, "disambiguation": "popularity"})
+                # keep the L-level tuples and number the shared ones in the order asked for (index order gives back
+                # the file of an index-ordered build unchanged)
+                prio = item_counts(split.train, len(ids.codes)) if a.disambiguation == "popularity" else None
+                ids = SemanticIDs.from_codes(ds, method, ids.codes[:, :-1], ids.n_codes, priority=prio,
+                                             **{**ids.info, "disambiguation": a.disambiguation})
                 id_sets.append((ids, float("nan")))
                 continue
             t0 = time.perf_counter()
